@@ -1,0 +1,85 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{LinkDeletionPolicy, patterns};
+
+/// Optional: import an eXo server's spaces and users as SpaceRoomLinks and MatrixUsers.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "exomatrix.dev",
+    version = "v1alpha1",
+    kind = "ExoSource",
+    namespaced,
+    status = "ExoSourceStatus",
+    shortname = "exo",
+    category = "exomatrix",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"SPACES","type":"integer","jsonPath":".status.spacesSeen"}"#,
+    printcolumn = r#"{"name":"USERS","type":"integer","jsonPath":".status.usersSeen"}"#,
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExoSourceSpec {
+    /// The eXo server's base URL, e.g. `https://exo.example.org`.
+    #[schemars(length(max = 2048), regex(pattern = patterns::HTTP_URL))]
+    pub url: String,
+
+    /// Name of a `kubernetes.io/basic-auth` Secret (keys `username`, `password`)
+    /// of an eXo spaces super manager.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub credentials_secret_ref: String,
+
+    /// How often to read eXo, e.g. `5m`.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = patterns::DURATION))]
+    pub interval: String,
+
+    #[serde(default)]
+    pub spaces: SpaceFilter,
+
+    /// Create rooms for imported spaces (`create` of the links it writes).
+    #[serde(default = "default_true")]
+    pub create_rooms: bool,
+
+    /// `deletionPolicy` of the links it writes.
+    #[serde(default)]
+    pub deletion_policy: LinkDeletionPolicy,
+}
+
+fn default_interval() -> String {
+    "5m".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Glob patterns (`*`, `?`) on the space's pretty name.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpaceFilter {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExoSourceStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spaces_seen: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_seen: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_written: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+}
