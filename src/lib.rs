@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod crd;
+pub mod secret;
 pub mod synapse;

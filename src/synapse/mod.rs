@@ -1,1 +1,26 @@
-//! Synapse adapter.
+//! The Synapse adapter: typed calls to the client and admin APIs. Every method
+//! documents the wire call it makes; errors are classified here, once.
+
+mod client;
+mod error;
+mod register;
+mod rooms;
+
+pub use client::{Synapse, enc};
+pub use error::{Error, RetryKind};
+pub use register::{Registered, Registration, registration_mac};
+pub use rooms::{CreateRoom, StateEvent};
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct WhoAmI {
+    pub user_id: String,
+}
+
+impl Synapse {
+    /// GET /_matrix/client/v3/account/whoami
+    pub async fn whoami(&self) -> Result<WhoAmI, Error> {
+        self.get("/_matrix/client/v3/account/whoami").await
+    }
+}

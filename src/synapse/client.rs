@@ -1,0 +1,213 @@
+//! The HTTP core of the Synapse adapter: one place that sends requests,
+//! decodes Matrix errors, honours `M_LIMIT_EXCEEDED`, and counts calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Error;
+use crate::secret::SecretString;
+
+/// How often a rate-limited call is retried before the error goes up.
+const MAX_RATE_LIMIT_RETRIES: u32 = 5;
+/// Longest wait we accept from `retry_after_ms` inside one call.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// A client for one homeserver, optionally authenticated. Cheap to clone; the
+/// call counter is shared between clones.
+#[derive(Clone)]
+pub struct Synapse {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<SecretString>,
+    calls: Arc<AtomicU64>,
+}
+
+#[derive(serde::Deserialize)]
+struct MatrixError {
+    #[serde(default)]
+    errcode: String,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+}
+
+impl Synapse {
+    pub fn new(base_url: &str) -> Result<Self, Error> {
+        let base = Url::parse(base_url.trim_end_matches('/'))
+            .map_err(|_| Error::InvalidUrl(base_url.to_owned()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(Error::Url)?;
+        Ok(Self { http, base, token: None, calls: Arc::default() })
+    }
+
+    /// The same client acting with `token` (the admin token, or a user's).
+    pub fn with_token(&self, token: SecretString) -> Self {
+        Self { token: Some(token), ..self.clone() }
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Requests sent so far by this client and its clones (retries included).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub(super) async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, Error> {
+        self.send::<(), R>(Method::GET, path, None).await
+    }
+
+    pub(super) async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, Error> {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub(super) async fn put<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, Error> {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub(super) async fn delete<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, Error> {
+        self.send(Method::DELETE, path, Some(body)).await
+    }
+
+    /// Sends raw bytes (media upload).
+    pub(super) async fn post_bytes<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<R, Error> {
+        self.execute(Method::POST, path, |req| {
+            req.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes.clone())
+        })
+        .await
+    }
+
+    async fn send<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<R, Error> {
+        self.execute(method, path, |req| match body {
+            Some(b) => req.json(b),
+            None => req,
+        })
+        .await
+    }
+
+    async fn execute<R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<R, Error> {
+        let url = self.base.join(path).map_err(|_| Error::InvalidUrl(path.to_owned()))?;
+        let method_name = method_str(&method);
+        // The span names the path without its query: a query may carry a filename.
+        let span_path = path.split('?').next().unwrap_or(path).to_owned();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = build(self.http.request(method.clone(), url.clone()));
+            if let Some(token) = &self.token {
+                req = req.bearer_auth(token.expose());
+            }
+            let started = Instant::now();
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let resp = req.send().await.map_err(|source| Error::Network {
+                method: method_name,
+                path: span_path.clone(),
+                source,
+            })?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.map_err(|source| Error::Network {
+                method: method_name,
+                path: span_path.clone(),
+                source,
+            })?;
+            tracing::debug!(
+                method = method_name,
+                path = %span_path,
+                status = status.as_u16(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "synapse call"
+            );
+            if status.is_success() {
+                // Some endpoints answer with an empty body; `{}` stands in for it.
+                let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+                return serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+                    method: method_name,
+                    path: span_path,
+                    source,
+                });
+            }
+            let err: MatrixError = serde_json::from_slice(&bytes).unwrap_or(MatrixError {
+                errcode: String::new(),
+                error: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                retry_after_ms: None,
+            });
+            let retry_after = err.retry_after_ms.map(Duration::from_millis);
+            if err.errcode == "M_LIMIT_EXCEEDED" && attempt <= MAX_RATE_LIMIT_RETRIES {
+                let wait = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_RATE_LIMIT_WAIT);
+                tracing::info!(method = method_name, path = %span_path, wait_ms = wait.as_millis() as u64, "rate limited by Synapse, waiting");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(Error::Api {
+                method: method_name,
+                path: span_path,
+                status: status.as_u16(),
+                errcode: err.errcode,
+                message: err.error,
+                retry_after,
+            });
+        }
+    }
+}
+
+fn method_str(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+/// Percent-encodes one path segment (a user id, room id or alias): `#` must
+/// never reach the URL raw, and encoding everything but the unreserved set is
+/// always accepted by Synapse.
+pub fn enc(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len() * 3);
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_ids_for_paths() {
+        assert_eq!(enc("#support_team:exo.test"), "%23support_team%3Aexo.test");
+        assert_eq!(enc("@a.b-c:x"), "%40a.b-c%3Ax");
+        assert_eq!(enc("!abc/def"), "%21abc%2Fdef");
+    }
+}
