@@ -86,14 +86,20 @@ install_synapse() {
   touch "$VENV/.complete"
 }
 
+timed() {
+  local started=$SECONDS
+  "$@"
+  log "$1: $((SECONDS - started)) s"
+}
+
 tools() {
   mkdir -p "$BIN"
   # One builder at a time per machine: parallel test runs share the cache.
   exec 8>"$CACHE/.tools.lock"
   flock 8
-  build_kube_tools
-  build_helm
-  install_synapse
+  timed build_kube_tools
+  timed build_helm
+  timed install_synapse
   flock -u 8
 }
 
