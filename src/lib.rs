@@ -3,5 +3,7 @@
 
 pub mod cli;
 pub mod crd;
+pub mod ids;
+pub mod plan;
 pub mod secret;
 pub mod synapse;

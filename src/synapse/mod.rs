@@ -1,11 +1,13 @@
 //! The Synapse adapter: typed calls to the client and admin APIs. Every method
 //! documents the wire call it makes; errors are classified here, once.
 
+mod admin;
 mod client;
 mod error;
 mod register;
 mod rooms;
 
+pub use admin::{AdminUser, Pusher, Threepid, UserUpdate};
 pub use client::{Synapse, enc};
 pub use error::{Error, RetryKind};
 pub use register::{Registered, Registration, registration_mac};

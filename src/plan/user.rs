@@ -1,0 +1,228 @@
+//! What must change in Synapse so an account matches its `MatrixUser`.
+
+use std::collections::BTreeSet;
+
+use crate::secret::SecretString;
+use crate::synapse::{AdminUser, Threepid, UserUpdate};
+
+/// What the avatar should be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AvatarWish {
+    /// No avatar managed (none in the spec, and none set by us before).
+    Leave,
+    /// This `mxc://` URI.
+    Set(String),
+    /// Remove the avatar we set earlier (the spec dropped `avatarUrl`).
+    Clear,
+}
+
+#[derive(Debug, Clone)]
+pub struct DesiredUser {
+    pub user_id: String,
+    pub displayname: Option<String>,
+    /// Lowercased, as Synapse stores it.
+    pub email: Option<String>,
+    pub avatar: AvatarWish,
+    pub admin: bool,
+    pub enabled: bool,
+    /// Sent when the account is created or reactivated, never on updates:
+    /// re-sending it would be a password reset.
+    pub password: Option<SecretString>,
+}
+
+/// The account as Synapse shows it, plus its email pushers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedUser {
+    pub account: Option<AdminUser>,
+    pub email_pushers: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserAction {
+    CreateUser { user_id: String, update: UserUpdate },
+    UpdateUser { user_id: String, update: UserUpdate },
+    DeactivateUser { user_id: String },
+    ReactivateUser { user_id: String, update: UserUpdate },
+    /// Synapse sends notification emails through an email pusher; accounts made
+    /// through the admin API get none, so the operator adds it.
+    CreateEmailPusher { user_id: String, email: String },
+}
+
+impl UserAction {
+    /// The Event reason for this action.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UserAction::CreateUser { .. } => "AccountCreated",
+            UserAction::UpdateUser { .. } => "AccountUpdated",
+            UserAction::DeactivateUser { .. } => "AccountDeactivated",
+            UserAction::ReactivateUser { .. } => "AccountReactivated",
+            UserAction::CreateEmailPusher { .. } => "EmailNotificationsEnabled",
+        }
+    }
+
+    /// A sentence for Events and logs; never contains a password.
+    pub fn describe(&self) -> String {
+        match self {
+            UserAction::CreateUser { user_id, .. } => format!("created Matrix account {user_id}"),
+            UserAction::UpdateUser { user_id, update } => {
+                format!("set {} of {user_id}", changed_fields(update).join(", "))
+            }
+            UserAction::DeactivateUser { user_id } => format!("deactivated {user_id}"),
+            UserAction::ReactivateUser { user_id, .. } => format!("reactivated {user_id}"),
+            UserAction::CreateEmailPusher { user_id, email } => {
+                format!("enabled notification emails to {email} for {user_id}")
+            }
+        }
+    }
+}
+
+fn changed_fields(u: &UserUpdate) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if u.displayname.is_some() {
+        f.push("display name");
+    }
+    if u.threepids.is_some() {
+        f.push("email");
+    }
+    if u.avatar_url.is_some() {
+        f.push("avatar");
+    }
+    if u.admin.is_some() {
+        f.push("admin flag");
+    }
+    f
+}
+
+/// The calls that make Synapse match `desired`, in order.
+pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser) -> Vec<UserAction> {
+    let user_id = desired.user_id.clone();
+    let mut actions = Vec::new();
+    match &observed.account {
+        None if !desired.enabled => return actions,
+        None => {
+            let mut update = full_profile(desired);
+            update.password = desired.password.clone();
+            actions.push(UserAction::CreateUser { user_id: user_id.clone(), update });
+        }
+        Some(account) if !desired.enabled => {
+            if !account.deactivated {
+                actions.push(UserAction::DeactivateUser { user_id });
+            }
+            return actions;
+        }
+        Some(account) if account.deactivated => {
+            let mut update = full_profile(desired);
+            update.deactivated = Some(false);
+            update.password = desired.password.clone();
+            actions.push(UserAction::ReactivateUser { user_id: user_id.clone(), update });
+        }
+        Some(account) => {
+            let update = profile_diff(desired, account);
+            if update != UserUpdate::default() {
+                actions.push(UserAction::UpdateUser { user_id: user_id.clone(), update });
+            }
+        }
+    }
+    // Deactivation drops pushers, so a reactivated account needs its pusher again.
+    let reactivating = matches!(actions.first(), Some(UserAction::ReactivateUser { .. }));
+    if let Some(email) = &desired.email {
+        if reactivating || !observed.email_pushers.contains(email) {
+            actions.push(UserAction::CreateEmailPusher { user_id, email: email.clone() });
+        }
+    }
+    actions
+}
+
+fn full_profile(desired: &DesiredUser) -> UserUpdate {
+    UserUpdate {
+        displayname: desired.displayname.clone(),
+        threepids: Some(desired.email.iter().map(|e| Threepid::email(e)).collect()),
+        avatar_url: match &desired.avatar {
+            AvatarWish::Set(mxc) => Some(mxc.clone()),
+            AvatarWish::Leave | AvatarWish::Clear => None,
+        },
+        admin: Some(desired.admin),
+        ..UserUpdate::default()
+    }
+}
+
+fn profile_diff(desired: &DesiredUser, account: &AdminUser) -> UserUpdate {
+    let mut update = UserUpdate::default();
+    if let Some(name) = &desired.displayname {
+        if account.displayname.as_ref() != Some(name) {
+            update.displayname = Some(name.clone());
+        }
+    }
+    let emails: BTreeSet<&str> =
+        account.threepids.iter().filter(|t| t.medium == "email").map(|t| t.address.as_str()).collect();
+    let wanted: BTreeSet<&str> = desired.email.iter().map(String::as_str).collect();
+    if emails != wanted {
+        // Keep other media (phone numbers); the spec owns the email addresses.
+        let mut threepids: Vec<Threepid> =
+            account.threepids.iter().filter(|t| t.medium != "email").cloned().collect();
+        threepids.extend(wanted.iter().map(|e| Threepid::email(e)));
+        update.threepids = Some(threepids);
+    }
+    match &desired.avatar {
+        AvatarWish::Set(mxc) if account.avatar_url.as_ref() != Some(mxc) => update.avatar_url = Some(mxc.clone()),
+        AvatarWish::Clear if account.avatar_url.as_deref().is_some_and(|a| !a.is_empty()) => {
+            update.avatar_url = Some(String::new())
+        }
+        _ => {}
+    }
+    if account.admin != desired.admin {
+        update.admin = Some(desired.admin);
+    }
+    update
+}
+
+/// What Synapse would show after `actions`: the model the convergence test uses.
+pub fn apply(observed: &ObservedUser, actions: &[UserAction]) -> ObservedUser {
+    let mut next = observed.clone();
+    for action in actions {
+        match action {
+            UserAction::CreateUser { user_id, update } => {
+                let mut account = AdminUser { name: user_id.clone(), ..AdminUser::default() };
+                merge(&mut account, update);
+                next.account = Some(account);
+            }
+            UserAction::UpdateUser { update, .. } | UserAction::ReactivateUser { update, .. } => {
+                if let Some(account) = next.account.as_mut() {
+                    merge(account, update);
+                }
+            }
+            UserAction::DeactivateUser { .. } => {
+                if let Some(account) = next.account.as_mut() {
+                    account.deactivated = true;
+                    account.threepids.clear();
+                }
+                next.email_pushers.clear();
+            }
+            UserAction::CreateEmailPusher { email, .. } => {
+                next.email_pushers.insert(email.clone());
+            }
+        }
+    }
+    next
+}
+
+fn merge(account: &mut AdminUser, update: &UserUpdate) {
+    if let Some(d) = &update.displayname {
+        account.displayname = Some(d.clone());
+    }
+    if let Some(t) = &update.threepids {
+        account.threepids = t.clone();
+    }
+    if let Some(a) = &update.avatar_url {
+        account.avatar_url = if a.is_empty() { None } else { Some(a.clone()) };
+    }
+    if let Some(a) = update.admin {
+        account.admin = a;
+    }
+    if let Some(d) = update.deactivated {
+        account.deactivated = d;
+    }
+}
+
+#[cfg(test)]
+mod tests;

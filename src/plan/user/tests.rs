@@ -1,0 +1,143 @@
+use super::*;
+
+fn desired() -> DesiredUser {
+    DesiredUser {
+        user_id: "@mary:exo.test".into(),
+        displayname: Some("Mary Kelly".into()),
+        email: Some("mary@example.org".into()),
+        avatar: AvatarWish::Leave,
+        admin: false,
+        enabled: true,
+        password: None,
+    }
+}
+
+fn account(f: impl FnOnce(&mut AdminUser)) -> ObservedUser {
+    let mut a = AdminUser {
+        name: "@mary:exo.test".into(),
+        displayname: Some("Mary Kelly".into()),
+        threepids: vec![Threepid::email("mary@example.org")],
+        ..AdminUser::default()
+    };
+    f(&mut a);
+    ObservedUser { account: Some(a), email_pushers: ["mary@example.org".to_owned()].into() }
+}
+
+/// Every case must converge: after applying its plan, planning again finds nothing.
+fn assert_converges(d: &DesiredUser, o: &ObservedUser) -> Vec<UserAction> {
+    let actions = plan_user(d, o);
+    let after = apply(o, &actions);
+    assert_eq!(plan_user(d, &after), vec![], "not converged after {actions:?}");
+    actions
+}
+
+#[test]
+fn creates_a_missing_account_with_profile_and_pusher_in_one_put() {
+    let actions = assert_converges(&desired(), &ObservedUser::default());
+    assert_eq!(actions.len(), 2);
+    let UserAction::CreateUser { user_id, update } = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(user_id, "@mary:exo.test");
+    assert_eq!(update.displayname.as_deref(), Some("Mary Kelly"));
+    assert_eq!(update.threepids, Some(vec![Threepid::email("mary@example.org")]));
+    assert_eq!(update.admin, Some(false));
+    assert_eq!(update.password, None, "SSO accounts get no password");
+    assert!(matches!(&actions[1], UserAction::CreateEmailPusher { email, .. } if email == "mary@example.org"));
+}
+
+#[test]
+fn an_account_in_sync_needs_nothing() {
+    assert_eq!(plan_user(&desired(), &account(|_| {})), vec![]);
+}
+
+#[test]
+fn drifted_display_name_and_email_are_put_back_in_one_call() {
+    let observed = account(|a| {
+        a.displayname = Some("Someone Else".into());
+        a.threepids = vec![Threepid::email("other@example.org"), Threepid { medium: "msisdn".into(), address: "331".into() }];
+    });
+    let actions = assert_converges(&desired(), &observed);
+    let UserAction::UpdateUser { update, .. } = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(update.displayname.as_deref(), Some("Mary Kelly"));
+    // The phone number is not ours to remove.
+    assert_eq!(
+        update.threepids,
+        Some(vec![Threepid { medium: "msisdn".into(), address: "331".into() }, Threepid::email("mary@example.org")])
+    );
+    assert_eq!(update.admin, None);
+    assert_eq!(actions.len(), 1);
+}
+
+#[test]
+fn removing_the_email_from_the_spec_removes_it_from_the_account() {
+    let mut d = desired();
+    d.email = None;
+    let actions = assert_converges(&d, &account(|_| {}));
+    assert!(matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.threepids == Some(vec![])));
+}
+
+#[test]
+fn disabling_deactivates_once() {
+    let mut d = desired();
+    d.enabled = false;
+    assert_eq!(assert_converges(&d, &account(|_| {})), vec![UserAction::DeactivateUser { user_id: d.user_id.clone() }]);
+    assert_eq!(plan_user(&d, &account(|a| a.deactivated = true)), vec![]);
+    // A disabled person without an account gets none.
+    assert_eq!(plan_user(&d, &ObservedUser::default()), vec![]);
+}
+
+#[test]
+fn enabling_again_reactivates_with_profile_password_and_pusher() {
+    let mut d = desired();
+    d.password = Some(SecretString::new("pw"));
+    let mut observed = account(|a| {
+        a.deactivated = true;
+        a.threepids.clear();
+    });
+    observed.email_pushers.clear();
+    let actions = assert_converges(&d, &observed);
+    let UserAction::ReactivateUser { update, .. } = &actions[0] else { panic!("{actions:?}") };
+    assert_eq!(update.deactivated, Some(false));
+    assert_eq!(update.password, Some(SecretString::new("pw")));
+    assert_eq!(update.threepids, Some(vec![Threepid::email("mary@example.org")]));
+    assert!(matches!(actions[1], UserAction::CreateEmailPusher { .. }));
+}
+
+#[test]
+fn avatar_is_set_replaced_and_cleared() {
+    let mut d = desired();
+    d.avatar = AvatarWish::Set("mxc://exo.test/new".into());
+    let actions = assert_converges(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/old".into())));
+    assert!(matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.avatar_url.as_deref() == Some("mxc://exo.test/new")));
+    d.avatar = AvatarWish::Clear;
+    let actions = assert_converges(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/old".into())));
+    assert!(matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.avatar_url.as_deref() == Some("")));
+    // An avatar we never managed is left alone.
+    d.avatar = AvatarWish::Leave;
+    assert_eq!(plan_user(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/theirs".into()))), vec![]);
+}
+
+#[test]
+fn admin_flag_follows_the_spec() {
+    let mut d = desired();
+    d.admin = true;
+    let actions = assert_converges(&d, &account(|_| {}));
+    assert!(matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.admin == Some(true)));
+}
+
+#[test]
+fn a_missing_pusher_is_added_without_touching_the_profile() {
+    let mut observed = account(|_| {});
+    observed.email_pushers.clear();
+    let actions = assert_converges(&desired(), &observed);
+    assert!(matches!(&actions[..], [UserAction::CreateEmailPusher { .. }]));
+}
+
+#[test]
+fn descriptions_never_show_the_password() {
+    let mut d = desired();
+    d.password = Some(SecretString::new("hunter2"));
+    for a in plan_user(&d, &ObservedUser::default()) {
+        assert!(!a.describe().contains("hunter2"));
+        assert!(!format!("{a:?}").contains("hunter2"));
+    }
+}
