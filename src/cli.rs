@@ -15,8 +15,99 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the operator: watch SpaceRoomLink and MatrixUser objects and keep Synapse in sync.
+    Run(RunArgs),
     /// Write the CustomResourceDefinitions generated from the Rust types.
     Crdgen(CrdgenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Base URL of Synapse's client API, e.g. http://synapse:8008. When absent,
+    /// `serverUrl` (or `exo.matrix.server.url`) of the credentials Secret is used.
+    #[arg(long, env = "MATRIX_SERVER_URL")]
+    pub homeserver_url: Option<String>,
+
+    /// The Matrix server name (the part after `:` in user ids). Discovered from
+    /// /_matrix/client/v3/account/whoami when absent.
+    #[arg(long, env = "MATRIX_SERVER_NAME")]
+    pub server_name: Option<String>,
+
+    /// NAMESPACE/NAME of the Secret holding `accessToken` and/or `sharedSecret`
+    /// (the addon's `exo.matrix.access_token` / `exo.matrix.shared_secret_registration` work too).
+    /// Changes are picked up without a restart.
+    #[arg(long, env = "EXO_MATRIX_CREDENTIALS_SECRET", value_parser = parse_secret_ref)]
+    pub credentials_secret: (String, String),
+
+    /// Watch this namespace only; all namespaces when absent.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// How often every object is re-read from Synapse and drift put back (e.g. 30s, 10m, 1h).
+    #[arg(long, env = "EXO_MATRIX_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    pub resync: std::time::Duration,
+
+    /// How accounts are created: through the admin API (no password, fast) or by
+    /// shared-secret registration (the original addon's way; bcrypt-bound).
+    #[arg(long, value_enum, default_value = "admin-api")]
+    pub user_creation: crate::controller::UserCreation,
+
+    /// Objects reconciled at once. Synapse is one busy Python thread: beyond 4 buys little.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// Localpart of the admin account the operator registers for itself when the
+    /// credentials Secret has no access token.
+    #[arg(long, default_value = "exo-matrix-operator")]
+    pub admin_username: String,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_secret_ref(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("expected NAMESPACE/NAME, got {s:?}")),
+    }
+}
+
+/// Kubernetes-style durations: `30s`, `5m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s, 5m or 1h: {e}"))?;
+    if d.is_zero() {
+        return Err("the duration must be positive".into());
+    }
+    Ok(d)
+}
+
+impl RunArgs {
+    pub fn config(&self) -> crate::run::RunConfig {
+        crate::run::RunConfig {
+            session: crate::session::SessionConfig {
+                secret_namespace: self.credentials_secret.0.clone(),
+                secret_name: self.credentials_secret.1.clone(),
+                homeserver_url: self.homeserver_url.clone(),
+                server_name: self.server_name.clone(),
+                admin_localpart: self.admin_username.clone(),
+            },
+            namespace: self.namespace.clone(),
+            settings: crate::controller::Settings {
+                resync: self.resync,
+                user_creation: self.user_creation,
+                concurrency: self.concurrency.max(1),
+            },
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -55,4 +146,24 @@ pub fn crdgen(args: &CrdgenArgs) -> Result<(), CliError> {
         print!("{all}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_kubernetes_style() {
+        assert_eq!(parse_duration("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(std::time::Duration::from_secs(5400)));
+        assert!(parse_duration("ten minutes").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn secret_refs_need_namespace_and_name() {
+        assert_eq!(parse_secret_ref("matrix/creds"), Ok(("matrix".into(), "creds".into())));
+        assert!(parse_secret_ref("creds").is_err());
+        assert!(parse_secret_ref("/creds").is_err());
+    }
 }

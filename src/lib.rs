@@ -1,9 +1,17 @@
 //! exo-matrix-operator: gives every eXo Platform / Meeds space a Matrix room
 //! and keeps Synapse in sync with the spaces and users it is told about.
 
+pub mod avatar;
 pub mod cli;
+pub mod controller;
+pub mod credentials;
 pub mod crd;
 pub mod ids;
 pub mod plan;
+pub mod run;
 pub mod secret;
+pub mod session;
 pub mod synapse;
+
+/// Field manager and event reporter name.
+pub const MANAGER: &str = "exo-matrix-operator";

@@ -1,24 +1,55 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use exo_matrix_operator::cli::{Cli, Command};
+use exo_matrix_operator::cli::{Cli, Command, LogFormat, RunArgs};
+use exo_matrix_operator::session::chain;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Crdgen(args) => exo_matrix_operator::cli::crdgen(&args),
+    match cli.command {
+        Command::Crdgen(args) => match exo_matrix_operator::cli::crdgen(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
+    exo_matrix_operator::run::run(client, args.config(), shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
             }
-            ExitCode::FAILURE
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
+    tracing::info!("shutdown requested; finishing in-flight work");
+}
+
+fn fail(err: &dyn std::error::Error) -> ExitCode {
+    eprintln!("error: {}", chain(err));
+    ExitCode::FAILURE
 }

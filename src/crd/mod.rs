@@ -13,7 +13,7 @@ pub use link::{
     SpaceRoomLinkStatus,
 };
 pub use source::{ExoSource, ExoSourceSpec, ExoSourceStatus, SpaceFilter};
-pub use user::{MatrixUser, MatrixUserSpec, MatrixUserStatus, SecretKeyRef, UserDeletionPolicy};
+pub use user::{AvatarStatus, MatrixUser, MatrixUserSpec, MatrixUserStatus, SecretKeyRef, UserDeletionPolicy};
 
 use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -101,4 +101,19 @@ pub struct MatrixUserStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
+    /// The avatar last uploaded, so unchanged bytes are not uploaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<AvatarStatus>,
+}
+
+/// An avatar image the operator uploaded to the media repository.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AvatarStatus {
+    /// The `avatarUrl` it was downloaded from.
+    pub source_url: String,
+    /// SHA-256 of the image bytes.
+    pub sha256: String,
+    /// The `mxc://` URI Synapse gave it.
+    pub content_uri: String,
 }

@@ -135,6 +135,25 @@ impl Synapse {
         Ok(p.pushers)
     }
 
+    /// POST /_synapse/admin/v1/users/{userId}/login, then, as that account,
+    /// POST /_matrix/client/v3/pushers/set with an `m.email` pusher to `email`.
+    /// The address must already be one of the account's threepids.
+    pub async fn add_email_pusher(&self, user_id: &str, email: &str) -> Result<(), Error> {
+        let as_user = self.with_token(self.login_as(user_id).await?);
+        let body = serde_json::json!({
+            "kind": "email",
+            "app_id": "m.email",
+            "pushkey": email,
+            "app_display_name": "Email Notifications",
+            "device_display_name": email,
+            "lang": "en",
+            "data": {},
+            "append": false,
+        });
+        let _: Ignored = as_user.post("/_matrix/client/v3/pushers/set", &body).await?;
+        Ok(())
+    }
+
     /// POST /_matrix/media/v3/upload?filename=… — returns the `mxc://` URI.
     pub async fn upload_media(&self, filename: &str, content_type: &str, bytes: Vec<u8>) -> Result<String, Error> {
         let path = format!("/_matrix/media/v3/upload?filename={}", enc(filename));

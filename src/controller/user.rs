@@ -1,0 +1,285 @@
+//! The MatrixUser controller: one `MatrixUser`, one Synapse account.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::Store;
+use kube::{Api, Resource, ResourceExt};
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::json;
+
+use super::{Context, Error, UserCreation, conditions};
+use crate::avatar;
+use crate::crd::{AvatarStatus, MatrixUser, MatrixUserStatus, UserDeletionPolicy};
+use crate::ids;
+use crate::plan::user::{AvatarWish, DesiredUser, ObservedUser, UserAction, plan_user};
+use crate::secret::SecretString;
+use crate::session::{Session, chain};
+use crate::synapse::{Registration, UserUpdate};
+
+pub const FINALIZER: &str = "exomatrix.dev/account";
+
+pub async fn reconcile(user: Arc<MatrixUser>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = user.namespace().unwrap_or_default();
+    let api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, user.clone(), |event| async {
+        match event {
+            finalizer::Event::Apply(u) => apply(&u, &ctx).await,
+            finalizer::Event::Cleanup(u) => cleanup(&u, &ctx).await,
+        }
+    })
+    .await;
+    match result {
+        Ok(action) => Ok(action),
+        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => {
+            report_failure(&user, &ctx, &e).await;
+            Err(e)
+        }
+        Err(e) => Err(Error::Kube("finalizer bookkeeping failed".into(), kube_error(e))),
+    }
+}
+
+fn kube_error(e: finalizer::Error<Error>) -> kube::Error {
+    match e {
+        finalizer::Error::AddFinalizer(k) | finalizer::Error::RemoveFinalizer(k) => k,
+        other => kube::Error::Service(other.to_string().into()),
+    }
+}
+
+/// The owner of a localpart is the oldest MatrixUser claiming it; the others conflict.
+pub fn localpart_owner(user: &MatrixUser, all: &Store<MatrixUser>) -> Option<Arc<MatrixUser>> {
+    let localpart = ids::localpart(&user.spec.username);
+    let key = |u: &MatrixUser| (u.creation_timestamp().map(|t| t.0), u.namespace(), u.name_any());
+    all.state()
+        .into_iter()
+        .filter(|u| ids::localpart(&u.spec.username) == localpart)
+        .min_by_key(|u| key(u))
+        .filter(|owner| owner.uid() != user.uid())
+}
+
+async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
+    let session = ctx.session()?;
+    let mut status = user.status.clone().unwrap_or_default();
+    let generation = user.metadata.generation;
+
+    if let Some(owner) = ctx.users.as_ref().and_then(|store| localpart_owner(user, store)) {
+        let localpart = ids::localpart(&user.spec.username);
+        let message = format!(
+            "Matrix localpart {localpart:?} is already claimed by MatrixUser {}/{} (username {:?}); nothing is changed for this object",
+            owner.namespace().unwrap_or_default(),
+            owner.name_any(),
+            owner.spec.username
+        );
+        conditions::set(&mut status.conditions, "Conflict", true, "LocalpartTaken", &message, generation);
+        conditions::set(&mut status.conditions, "Ready", false, "Conflict", &message, generation);
+        status.user_id = None;
+        status.observed_generation = generation;
+        write_status(user, ctx, &status).await?;
+        return Ok(ctx.resync());
+    }
+    conditions::remove(&mut status.conditions, "Conflict");
+
+    let user_id = ids::user_id(&ids::localpart(&user.spec.username), &session.server_name);
+    let (avatar, avatar_status, avatar_problem) = resolve_avatar(user, ctx, &session).await?;
+    let desired = DesiredUser {
+        user_id: user_id.clone(),
+        displayname: user.spec.display_name.clone(),
+        email: user.spec.email.as_ref().map(|e| e.to_lowercase()),
+        avatar,
+        admin: user.spec.admin,
+        enabled: user.spec.enabled,
+        password: password(user, ctx).await?,
+    };
+    let observed = observe(&session, &desired).await?;
+    let actions = plan_user(&desired, &observed);
+    for action in &actions {
+        execute(action, ctx, &session, user).await?;
+        publish(ctx, user, EventType::Normal, action.reason(), &action.describe()).await;
+    }
+
+    status.user_id = Some(user_id.clone());
+    status.observed_generation = generation;
+    status.last_sync_time = Some(conditions::now_rfc3339());
+    status.avatar = avatar_status;
+    match avatar_problem {
+        Some(problem) => conditions::set(&mut status.conditions, "AvatarSynced", false, "AvatarUnavailable", &problem, generation),
+        None => conditions::remove(&mut status.conditions, "AvatarSynced"),
+    }
+    let (reason, message) = if user.spec.enabled {
+        ("Synced", format!("account {user_id} matches the spec"))
+    } else if observed.account.is_some() {
+        ("Disabled", format!("account {user_id} is deactivated"))
+    } else {
+        ("Disabled", format!("disabled; no account is created for {user_id}"))
+    };
+    conditions::set(&mut status.conditions, "Ready", true, reason, &message, generation);
+    write_status(user, ctx, &status).await?;
+    Ok(ctx.resync())
+}
+
+async fn observe(session: &Session, desired: &DesiredUser) -> Result<ObservedUser, Error> {
+    let account = session.admin.get_user(&desired.user_id).await.map_err(Error::synapse("reading the account"))?;
+    let mut email_pushers = std::collections::BTreeSet::new();
+    if account.as_ref().is_some_and(|a| !a.deactivated) && desired.email.is_some() {
+        let pushers = session.admin.pushers(&desired.user_id).await.map_err(Error::synapse("listing pushers"))?;
+        email_pushers = pushers.into_iter().filter(|p| p.kind == "email").map(|p| p.pushkey).collect();
+    }
+    Ok(ObservedUser { account, email_pushers })
+}
+
+async fn execute(action: &UserAction, ctx: &Context, session: &Session, user: &MatrixUser) -> Result<(), Error> {
+    let admin = &session.admin;
+    match action {
+        UserAction::CreateUser { user_id, update } if ctx.settings.user_creation == UserCreation::SharedSecret => {
+            let secret = session.shared_secret.as_ref().ok_or_else(|| {
+                Error::Invalid("--user-creation shared-secret needs `sharedSecret` in the credentials Secret".into())
+            })?;
+            // Registration requires a password; SSO users get a random one nobody knows.
+            let password = update
+                .password
+                .clone()
+                .unwrap_or_else(|| SecretString::new(Alphanumeric.sample_string(&mut rand::rng(), 32)));
+            let reg = Registration {
+                username: ids::localpart(&user.spec.username),
+                password,
+                admin: update.admin.unwrap_or(false),
+                displayname: update.displayname.clone(),
+            };
+            match admin.register_with_shared_secret(secret, &reg).await {
+                Ok(_) => {}
+                // Registered by an earlier, interrupted reconcile: finish it below.
+                Err(e) if e.errcode() == Some("M_USER_IN_USE") => {}
+                Err(e) => return Err(Error::synapse("registering the account")(e)),
+            }
+            let profile = UserUpdate { password: None, ..update.clone() };
+            admin.put_user(user_id, &profile).await.map_err(Error::synapse("setting the profile"))?;
+        }
+        UserAction::CreateUser { user_id, update }
+        | UserAction::UpdateUser { user_id, update }
+        | UserAction::ReactivateUser { user_id, update } => {
+            let mut update = update.clone();
+            if update.password.is_some() {
+                update.logout_devices = Some(false);
+            }
+            admin.put_user(user_id, &update).await.map_err(Error::synapse(action.describe()))?;
+        }
+        UserAction::DeactivateUser { user_id } => {
+            admin.deactivate_user(user_id, false).await.map_err(Error::synapse("deactivating the account"))?;
+        }
+        UserAction::CreateEmailPusher { user_id, email } => {
+            admin.add_email_pusher(user_id, email).await.map_err(Error::synapse("enabling notification emails"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Downloads the avatar and uploads it only when its bytes changed. A broken
+/// avatar never blocks the account: it becomes a condition.
+async fn resolve_avatar(
+    user: &MatrixUser,
+    ctx: &Context,
+    session: &Session,
+) -> Result<(AvatarWish, Option<AvatarStatus>, Option<String>), Error> {
+    let previous = user.status.as_ref().and_then(|s| s.avatar.clone());
+    let Some(url) = user.spec.avatar_url.as_deref() else {
+        return Ok((if previous.is_some() { AvatarWish::Clear } else { AvatarWish::Leave }, None, None));
+    };
+    let keep = |problem: String| {
+        let wish = previous.as_ref().map_or(AvatarWish::Leave, |p| AvatarWish::Set(p.content_uri.clone()));
+        (wish, previous.clone(), Some(problem))
+    };
+    let image = match avatar::fetch(&ctx.http, url).await {
+        Ok(image) => image,
+        Err(e) => return Ok(keep(chain(&e))),
+    };
+    if let Some(p) = previous.as_ref().filter(|p| p.sha256 == image.sha256) {
+        let status = AvatarStatus { source_url: url.to_owned(), ..p.clone() };
+        return Ok((AvatarWish::Set(p.content_uri.clone()), Some(status), None));
+    }
+    let content_uri = session
+        .admin
+        .upload_media(&avatar::file_name(url), &image.content_type, image.bytes)
+        .await
+        .map_err(Error::synapse("uploading the avatar"))?;
+    publish(ctx, user, EventType::Normal, "AvatarUploaded", &format!("uploaded {url} as {content_uri}")).await;
+    let status = AvatarStatus { source_url: url.to_owned(), sha256: image.sha256, content_uri: content_uri.clone() };
+    Ok((AvatarWish::Set(content_uri), Some(status), None))
+}
+
+async fn password(user: &MatrixUser, ctx: &Context) -> Result<Option<SecretString>, Error> {
+    let Some(r) = &user.spec.password_secret_ref else { return Ok(None) };
+    let ns = user.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
+    let secret = secrets
+        .get_opt(&r.name)
+        .await
+        .map_err(|e| Error::Kube(format!("reading password Secret {ns}/{}", r.name), e))?
+        .ok_or_else(|| Error::Invalid(format!("password Secret {ns}/{} not found", r.name)))?;
+    let value = secret
+        .data
+        .and_then(|d| d.get(&r.key).cloned())
+        .ok_or_else(|| Error::Invalid(format!("password Secret {ns}/{} has no key {:?}", r.name, r.key)))?;
+    let text = String::from_utf8(value.0).map_err(|_| Error::Invalid(format!("key {:?} of {ns}/{} is not text", r.key, r.name)))?;
+    Ok(Some(SecretString::new(text.trim_end_matches('\n'))))
+}
+
+async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
+    // An object that never owned an account (conflict, never reconciled) touches nothing.
+    let Some(user_id) = user.status.as_ref().and_then(|s| s.user_id.clone()) else {
+        return Ok(Action::await_change());
+    };
+    let erase = match user.spec.deletion_policy {
+        UserDeletionPolicy::Retain => return Ok(Action::await_change()),
+        UserDeletionPolicy::Deactivate => false,
+        UserDeletionPolicy::Erase => true,
+    };
+    let session = ctx.session()?;
+    let account = session.admin.get_user(&user_id).await.map_err(Error::synapse("reading the account"))?;
+    if account.is_some_and(|a| !a.deactivated || erase) {
+        session.admin.deactivate_user(&user_id, erase).await.map_err(Error::synapse("deactivating the account"))?;
+        let what = if erase { "erased" } else { "deactivated" };
+        publish(ctx, user, EventType::Normal, "AccountDeactivated", &format!("{what} {user_id}: the MatrixUser was deleted")).await;
+    }
+    Ok(Action::await_change())
+}
+
+async fn report_failure(user: &MatrixUser, ctx: &Context, err: &Error) {
+    let message = chain(err);
+    tracing::warn!(user = %user.name_any(), namespace = ?user.namespace(), error = %message, "reconcile failed");
+    let mut status = user.status.clone().unwrap_or_default();
+    conditions::set(&mut status.conditions, "Ready", false, err.reason(), &message, user.metadata.generation);
+    if let Err(e) = write_status(user, ctx, &status).await {
+        tracing::warn!(error = %chain(&e), "cannot record the failure in status");
+    }
+    publish(ctx, user, EventType::Warning, err.reason(), &message).await;
+}
+
+async fn write_status(user: &MatrixUser, ctx: &Context, status: &MatrixUserStatus) -> Result<(), Error> {
+    if user.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &user.namespace().unwrap_or_default());
+    // Server-side apply: a field this manager no longer sends (a dropped avatar) is removed.
+    let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixUser", "status": status});
+    api.patch_status(&user.name_any(), &PatchParams::apply(crate::MANAGER).force(), &Patch::Apply(body))
+        .await
+        .map_err(|e| Error::Kube("writing status".into(), e))?;
+    Ok(())
+}
+
+pub(super) async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, "cannot publish event");
+    }
+}

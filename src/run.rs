@@ -1,0 +1,81 @@
+//! The long-running operator: the session watcher and the controllers.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+
+use crate::controller::{self, Context, Settings};
+use crate::crd::MatrixUser;
+use crate::session::{self, SessionConfig, SessionState};
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub session: SessionConfig,
+    /// Watch one namespace; all when `None`.
+    pub namespace: Option<String>,
+    pub settings: Settings,
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs until `shutdown` completes, then lets in-flight reconciles finish.
+pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let session = session::watch_session(client.clone(), cfg.session.clone(), Duration::from_secs(10));
+    let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
+    let recorder = Recorder::new(client.clone(), Reporter { controller: crate::MANAGER.into(), instance });
+
+    let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
+    let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
+        .with_config(controller_config);
+    let users = user_controller.store();
+
+    let ctx = Arc::new(Context {
+        kube: client.clone(),
+        session: session.clone(),
+        recorder,
+        settings: cfg.settings.clone(),
+        http: crate::avatar::http_client(),
+        users: Some(users),
+    });
+
+    let shutdown = shutdown.boxed().shared();
+    tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the MatrixUser controller");
+    user_controller
+        .reconcile_all_on(session_ready(session))
+        .graceful_shutdown_on(shutdown)
+        .run(controller::user::reconcile, controller::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+    tracing::info!("controllers stopped");
+}
+
+/// Fires each time a (new) session becomes ready: a rotated Secret or a
+/// recovered Synapse re-runs every object at once instead of at its backoff.
+fn session_ready(rx: tokio::sync::watch::Receiver<SessionState>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if matches!(&*rx.borrow_and_update(), SessionState::Ready(_)) {
+                return Some(((), rx));
+            }
+        }
+    })
+}
