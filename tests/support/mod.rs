@@ -135,3 +135,136 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace created");
     name
 }
+
+/// The operator binary running as a child process against the platform; sent
+/// SIGTERM when dropped.
+pub struct Operator {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `exo-matrix-operator run --namespace <ns> --credentials-secret <ns>/<secret>` plus `extra`.
+    pub fn start(ns: &str, secret: &str, extra: &[&str]) -> Operator {
+        let p = platform();
+        let log = repo_root().join("target/platform").join(format!("operator-{ns}-{}.log", unique("run")));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_exo-matrix-operator"))
+            .args(["run", "--namespace", ns, "--credentials-secret", &format!("{ns}/{secret}")])
+            .args(["--admin-username", &format!("op-{ns}")])
+            .args(extra)
+            .env("KUBECONFIG", p.kubeconfig())
+            .env("RUST_LOG", "info,exo_matrix_operator=debug")
+            .stdout(file.try_clone().expect("log fd"))
+            .stderr(file)
+            .spawn()
+            .expect("operator starts");
+        Operator { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<bool> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.terminate(std::time::Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates the credentials Secret `name` in `ns` from key/value pairs.
+pub async fn credentials_secret(client: &Client, ns: &str, name: &str, pairs: &[(&str, &str)]) {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let secret = Secret {
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        string_data: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(name, &PatchParams::apply("tests").force(), &Patch::Apply(&secret))
+        .await
+        .expect("credentials Secret written");
+}
+
+/// Credentials as most tests use them: the shared secret only, so the operator
+/// bootstraps its own admin account.
+pub async fn shared_secret_credentials(client: &Client, ns: &str) -> &'static str {
+    let p = platform();
+    credentials_secret(client, ns, "matrix", &[("sharedSecret", p.shared_secret()), ("serverUrl", p.synapse_url())]).await;
+    "matrix"
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// An admin client for Synapse, for tests to look at (and tamper with) what the operator did.
+pub async fn synapse_admin() -> exo_matrix_operator::synapse::Synapse {
+    use exo_matrix_operator::secret::SecretString;
+    use exo_matrix_operator::synapse::{Registration, Synapse};
+    let p = platform();
+    let synapse = Synapse::new(p.synapse_url()).expect("valid URL");
+    let reg = Registration {
+        username: unique("testadmin").replace('-', "_"),
+        password: SecretString::new("test-admin-password"),
+        admin: true,
+        displayname: None,
+    };
+    let r = synapse
+        .register_with_shared_secret(&SecretString::new(p.shared_secret()), &reg)
+        .await
+        .expect("test admin registered");
+    synapse.with_token(r.access_token.expect("token"))
+}
+
+/// The `Ready` condition of an object's status as (status, reason, message).
+pub fn condition(status: Option<&serde_json::Value>, type_: &str) -> Option<(String, String, String)> {
+    status?
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_owned(),
+                c["reason"].as_str().unwrap_or_default().to_owned(),
+                c["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+}
