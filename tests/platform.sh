@@ -109,6 +109,10 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+port_free() {
+  python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
+}
+
 # A pid file counts only if that process is alive and is the program we started.
 running() {
   local name=$1 pid
@@ -210,15 +214,20 @@ start_synapse() {
     return
   fi
   stop synapse "$data"
-  # A fresh homeserver per start: a crashed run leaves nothing behind.
-  rm -rf "$data"
-  mkdir -p "$data"
   local port smtp_port
-  port=$(free_port)
-  smtp_port=$(free_port)
-  synapse_config "$data" "$port" "$smtp_port"
-  echo "$port" >"$STATE/synapse.port"
-  echo "$smtp_port" >"$STATE/smtp.port"
+  # A Synapse that stopped (a test cutting it off, a crash) comes back with its
+  # data and its URL; anything else starts a fresh homeserver.
+  if [[ -f $data/platform.yaml && -f $STATE/synapse.port ]] && port_free "$(cat "$STATE/synapse.port")"; then
+    port=$(cat "$STATE/synapse.port")
+  else
+    rm -rf "$data"
+    mkdir -p "$data"
+    port=$(free_port)
+    smtp_port=$(free_port)
+    synapse_config "$data" "$port" "$smtp_port"
+    echo "$port" >"$STATE/synapse.port"
+    echo "$smtp_port" >"$STATE/smtp.port"
+  fi
   "$VENV/bin/python" -m synapse.app.homeserver \
     -c "$data/homeserver.yaml" -c "$data/platform.yaml" \
     >"$STATE/synapse.log" 2>&1 </dev/null 8>&- 9>&- &
@@ -277,7 +286,7 @@ down() {
   flock 9
   stop synapse "$STATE/synapse"
   stop control-plane "$STATE/kube"
-  rm -f "$STATE/env"
+  rm -rf "$STATE/env" "$STATE/synapse" "$STATE"/operator-*.log
 }
 
 status() {

@@ -236,6 +236,13 @@ where
 
 /// An admin client for Synapse, for tests to look at (and tamper with) what the operator did.
 pub async fn synapse_admin() -> exo_matrix_operator::synapse::Synapse {
+    let p = platform();
+    let synapse = exo_matrix_operator::synapse::Synapse::new(p.synapse_url()).expect("valid URL");
+    synapse.with_token(admin_token().await)
+}
+
+/// A fresh Synapse admin account's access token.
+pub async fn admin_token() -> exo_matrix_operator::secret::SecretString {
     use exo_matrix_operator::secret::SecretString;
     use exo_matrix_operator::synapse::{Registration, Synapse};
     let p = platform();
@@ -250,7 +257,7 @@ pub async fn synapse_admin() -> exo_matrix_operator::synapse::Synapse {
         .register_with_shared_secret(&SecretString::new(p.shared_secret()), &reg)
         .await
         .expect("test admin registered");
-    synapse.with_token(r.access_token.expect("token"))
+    r.access_token.expect("token")
 }
 
 /// The `Ready` condition of an object's status as (status, reason, message).
