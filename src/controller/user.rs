@@ -205,7 +205,9 @@ async fn resolve_avatar(
         .upload_media(&avatar::file_name(url), &image.content_type, image.bytes)
         .await
         .map_err(Error::synapse("uploading the avatar"))?;
-    publish(ctx, user, EventType::Normal, "AvatarUploaded", &format!("uploaded {url} as {content_uri}")).await;
+    // Repeats of an Event are counted in one series whose note stays the first
+    // one, so the note names only what stays true: the source URL.
+    publish(ctx, user, EventType::Normal, "AvatarUploaded", &format!("uploaded the avatar from {url}")).await;
     let status = AvatarStatus { source_url: url.to_owned(), sha256: image.sha256, content_uri: content_uri.clone() };
     Ok((AvatarWish::Set(content_uri), Some(status), None))
 }

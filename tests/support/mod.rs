@@ -3,6 +3,8 @@
 //! the Synapse coordinates and a fresh namespace.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
