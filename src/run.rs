@@ -64,7 +64,7 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
             }
         })
         .await;
-    tracing::info!("controllers stopped");
+    tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
 }
 
 /// Fires each time a (new) session becomes ready: a rotated Secret or a

@@ -110,7 +110,8 @@ free_port() {
 }
 
 port_free() {
-  python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
+  # SO_REUSEADDR as Synapse itself binds: a just-stopped server's TIME_WAIT sockets do not count.
+  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1",int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 # A pid file counts only if that process is alive and is the program we started.

@@ -1,7 +1,6 @@
 //! The HTTP core of the Synapse adapter: one place that sends requests,
 //! decodes Matrix errors, honours `M_LIMIT_EXCEEDED`, and counts calls.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,14 +16,20 @@ const MAX_RATE_LIMIT_RETRIES: u32 = 5;
 /// Longest wait we accept from `retry_after_ms` inside one call.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 
-/// A client for one homeserver, optionally authenticated. Cheap to clone; the
-/// call counter is shared between clones.
+/// Requests sent to Synapse by this process (retries included).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Requests sent to Synapse by this process so far.
+pub fn total_calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
+
+/// A client for one homeserver, optionally authenticated. Cheap to clone.
 #[derive(Clone)]
 pub struct Synapse {
     http: reqwest::Client,
     base: Url,
     token: Option<SecretString>,
-    calls: Arc<AtomicU64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -46,7 +51,7 @@ impl Synapse {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(Error::Url)?;
-        Ok(Self { http, base, token: None, calls: Arc::default() })
+        Ok(Self { http, base, token: None })
     }
 
     /// The same client acting with `token` (the admin token, or a user's).
@@ -56,11 +61,6 @@ impl Synapse {
 
     pub fn base_url(&self) -> &Url {
         &self.base
-    }
-
-    /// Requests sent so far by this client and its clones (retries included).
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     pub(super) async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, Error> {
@@ -119,7 +119,7 @@ impl Synapse {
                 req = req.bearer_auth(token.expose());
             }
             let started = Instant::now();
-            self.calls.fetch_add(1, Ordering::Relaxed);
+            CALLS.fetch_add(1, Ordering::Relaxed);
             let resp = req.send().await.map_err(|source| Error::Network {
                 method: method_name,
                 path: span_path.clone(),

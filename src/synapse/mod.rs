@@ -8,7 +8,7 @@ mod register;
 mod rooms;
 
 pub use admin::{AdminUser, Pusher, Threepid, UserUpdate};
-pub use client::{Synapse, enc};
+pub use client::{Synapse, enc, total_calls};
 pub use error::{Error, RetryKind};
 pub use register::{Registered, Registration, registration_mac};
 pub use rooms::{CreateRoom, StateEvent};
