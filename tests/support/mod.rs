@@ -174,7 +174,13 @@ impl Operator {
 
     /// SIGTERM, then wait up to `timeout` for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self, timeout: std::time::Duration) -> Option<bool> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status.success());
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
