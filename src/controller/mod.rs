@@ -44,6 +44,7 @@ pub struct Context {
 }
 
 impl Context {
+    #[allow(clippy::result_large_err)] // the controller's one error type; not on a hot path
     pub fn session(&self) -> Result<Arc<Session>, Error> {
         match &*self.session.borrow() {
             SessionState::Ready(s) => Ok(s.clone()),

@@ -125,11 +125,10 @@ pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser) -> Vec<UserActi
     }
     // Deactivation drops pushers, so a reactivated account needs its pusher again.
     let reactivating = matches!(actions.first(), Some(UserAction::ReactivateUser { .. }));
-    if let Some(email) = &desired.email {
-        if reactivating || !observed.email_pushers.contains(email) {
+    if let Some(email) = &desired.email
+        && (reactivating || !observed.email_pushers.contains(email)) {
             actions.push(UserAction::CreateEmailPusher { user_id, email: email.clone() });
         }
-    }
     actions
 }
 
@@ -148,11 +147,10 @@ fn full_profile(desired: &DesiredUser) -> UserUpdate {
 
 fn profile_diff(desired: &DesiredUser, account: &AdminUser) -> UserUpdate {
     let mut update = UserUpdate::default();
-    if let Some(name) = &desired.displayname {
-        if account.displayname.as_ref() != Some(name) {
+    if let Some(name) = &desired.displayname
+        && account.displayname.as_ref() != Some(name) {
             update.displayname = Some(name.clone());
         }
-    }
     let emails: BTreeSet<&str> =
         account.threepids.iter().filter(|t| t.medium == "email").map(|t| t.address.as_str()).collect();
     let wanted: BTreeSet<&str> = desired.email.iter().map(String::as_str).collect();

@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// Path → (content type, body).
+type Table = BTreeMap<String, (String, Vec<u8>)>;
+
 #[derive(Clone, Default)]
-pub struct Files(Arc<Mutex<BTreeMap<String, (String, Vec<u8>)>>>);
+pub struct Files(Arc<Mutex<Table>>);
 
 impl Files {
     pub fn set(&self, path: &str, content_type: &str, body: &[u8]) {
