@@ -1,4 +1,5 @@
 //! Pure decisions: compare what a resource wants with what Synapse shows and
 //! return the calls that close the gap. No I/O here.
 
+pub mod room;
 pub mod user;

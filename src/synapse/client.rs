@@ -75,6 +75,10 @@ impl Synapse {
         self.send(Method::PUT, path, Some(body)).await
     }
 
+    pub(super) async fn delete<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, Error> {
+        self.send(Method::DELETE, path, Some(body)).await
+    }
+
     /// Sends raw bytes (media upload).
     pub(super) async fn post_bytes<R: DeserializeOwned>(
         &self,

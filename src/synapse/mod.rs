@@ -11,7 +11,7 @@ pub use admin::{AdminUser, Pusher, Threepid, UserUpdate};
 pub use client::{Synapse, enc, total_calls};
 pub use error::{Error, RetryKind};
 pub use register::{Registered, Registration, registration_mac};
-pub use rooms::{CreateRoom, StateEvent};
+pub use rooms::{CreateRoom, RoomDetails, RoomStateEvent, StateEvent};
 
 use serde::Deserialize;
 

@@ -1,0 +1,348 @@
+//! What must change in a room so it matches its `SpaceRoomLink`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use super::user::AvatarWish;
+use crate::crd::MembershipMode;
+use crate::synapse::RoomStateEvent;
+
+/// Power needed to change what the space owns: name, topic, avatar, power levels.
+pub const SPACE_OWNED_LEVEL: i64 = 100;
+/// The marker state event recording which space owns a room.
+pub const MARKER_TYPE: &str = "dev.exomatrix.link";
+
+#[derive(Debug, Clone)]
+pub struct DesiredRoom {
+    pub room_id: String,
+    pub space_group_id: String,
+    pub name: Option<String>,
+    /// The space description (may hold HTML).
+    pub description: Option<String>,
+    pub avatar: AvatarWish,
+    /// User ids with a ready account; managers included.
+    pub members: BTreeSet<String>,
+    pub managers: BTreeSet<String>,
+    pub manager_level: i64,
+    pub mode: MembershipMode,
+    /// Every account the operator manages (any MatrixUser): only these are ever kicked or demoted.
+    pub managed: BTreeSet<String>,
+    /// The operator's own account.
+    pub operator: String,
+    pub kick_reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Membership {
+    Join,
+    Invite,
+    Leave,
+    Ban,
+    Knock,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedRoom {
+    pub version: String,
+    /// Creators hold unlimited power in room version 12 and must not be in `users`.
+    pub creators: BTreeSet<String>,
+    pub name: Option<String>,
+    pub topic: Option<Value>,
+    pub avatar_url: Option<String>,
+    pub power_levels: Value,
+    pub membership: BTreeMap<String, Membership>,
+    pub marker: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomAction {
+    SetRoomName { room_id: String, name: String },
+    SetRoomTopic { room_id: String, content: Value },
+    SetRoomAvatar { room_id: String, url: String },
+    SetPowerLevels { room_id: String, content: Value },
+    SetMarker { room_id: String, space_group_id: String, content: Value },
+    JoinUser { room_id: String, user_id: String },
+    InviteUser { room_id: String, user_id: String },
+    KickUser { room_id: String, user_id: String, reason: String },
+}
+
+impl RoomAction {
+    /// The action's kind, as counted in `status.plan`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RoomAction::SetRoomName { .. } => "SetRoomName",
+            RoomAction::SetRoomTopic { .. } => "SetRoomTopic",
+            RoomAction::SetRoomAvatar { .. } => "SetRoomAvatar",
+            RoomAction::SetPowerLevels { .. } => "SetPowerLevels",
+            RoomAction::SetMarker { .. } => "SetMarker",
+            RoomAction::JoinUser { .. } => "JoinUser",
+            RoomAction::InviteUser { .. } => "InviteUser",
+            RoomAction::KickUser { .. } => "KickUser",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            RoomAction::SetRoomName { name, .. } => format!("set the room name to {name:?}"),
+            RoomAction::SetRoomTopic { .. } => "set the room topic".into(),
+            RoomAction::SetRoomAvatar { url, .. } => format!("set the room avatar to {url}"),
+            RoomAction::SetPowerLevels { .. } => "set the power levels".into(),
+            RoomAction::SetMarker { space_group_id, .. } => format!("marked the room as space {space_group_id}'s"),
+            RoomAction::JoinUser { user_id, .. } => format!("joined {user_id}"),
+            RoomAction::InviteUser { user_id, .. } => format!("invited {user_id}"),
+            RoomAction::KickUser { user_id, .. } => format!("removed {user_id}"),
+        }
+    }
+
+    pub fn is_membership(&self) -> bool {
+        matches!(self, RoomAction::JoinUser { .. } | RoomAction::InviteUser { .. } | RoomAction::KickUser { .. })
+    }
+}
+
+/// Reads the observation out of the room's full state.
+pub fn observe(state: &[RoomStateEvent], space_group_id: &str) -> ObservedRoom {
+    let mut o = ObservedRoom::default();
+    for e in state {
+        match (e.kind.as_str(), e.state_key.as_str()) {
+            ("m.room.create", "") => {
+                o.version = e.content.get("room_version").and_then(Value::as_str).unwrap_or("1").to_owned();
+                if version_has_creator_power(&o.version) {
+                    o.creators.insert(e.sender.clone());
+                    if let Some(extra) = e.content.get("additional_creators").and_then(Value::as_array) {
+                        o.creators.extend(extra.iter().filter_map(Value::as_str).map(str::to_owned));
+                    }
+                }
+            }
+            ("m.room.name", "") => o.name = e.content.get("name").and_then(Value::as_str).map(str::to_owned),
+            ("m.room.topic", "") => o.topic = Some(e.content.clone()).filter(|c| c.get("topic").is_some()),
+            ("m.room.avatar", "") => o.avatar_url = e.content.get("url").and_then(Value::as_str).map(str::to_owned),
+            ("m.room.power_levels", "") => o.power_levels = e.content.clone(),
+            ("m.room.member", user) => {
+                let m = match e.content.get("membership").and_then(Value::as_str) {
+                    Some("join") => Membership::Join,
+                    Some("invite") => Membership::Invite,
+                    Some("ban") => Membership::Ban,
+                    Some("knock") => Membership::Knock,
+                    _ => Membership::Leave,
+                };
+                o.membership.insert(user.to_owned(), m);
+            }
+            (MARKER_TYPE, key) if key == space_group_id => o.marker = Some(e.content.clone()),
+            _ => {}
+        }
+    }
+    o
+}
+
+/// Room version 12 (and later, and the MSC2175-style experimental ones) give creators unlimited power.
+pub fn version_has_creator_power(version: &str) -> bool {
+    version.parse::<u32>().map_or(version.contains("hydra"), |v| v >= 12)
+}
+
+/// The marker content for a space.
+pub fn marker(space_group_id: &str) -> Value {
+    json!({"spaceGroupId": space_group_id, "managedBy": crate::MANAGER})
+}
+
+/// Topic content: plain text with HTML stripped, plus the HTML as `m.topic` when there was any.
+pub fn topic_content(description: &str) -> Value {
+    let plain = strip_html(description);
+    let mut text = Vec::new();
+    if plain != description.trim() {
+        text.push(json!({"mimetype": "text/html", "body": description.trim()}));
+    }
+    text.push(json!({"mimetype": "text/plain", "body": plain}));
+    json!({"topic": plain, "m.topic": {"m.text": text}})
+}
+
+/// Removes tags and decodes the common entities; collapses whitespace.
+pub fn strip_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The power levels the room should have, starting from what it has: only the
+/// keys the space owns and the levels of managed accounts are changed.
+pub fn desired_power_levels(d: &DesiredRoom, observed: &Value, creators: &BTreeSet<String>) -> Value {
+    let mut pl: Map<String, Value> = observed.as_object().cloned().unwrap_or_default();
+    for key in ["invite", "kick", "ban", "redact"] {
+        pl.insert(key.into(), json!(d.manager_level));
+    }
+    let mut events = pl.get("events").and_then(Value::as_object).cloned().unwrap_or_default();
+    for kind in ["m.room.name", "m.room.topic", "m.room.avatar", "m.room.power_levels"] {
+        events.insert(kind.into(), json!(SPACE_OWNED_LEVEL));
+    }
+    pl.insert("events".into(), Value::Object(events));
+    let mut users = pl.get("users").and_then(Value::as_object).cloned().unwrap_or_default();
+    if creators.contains(&d.operator) {
+        users.remove(&d.operator);
+    } else {
+        users.insert(d.operator.clone(), json!(SPACE_OWNED_LEVEL));
+    }
+    for user in &d.managed {
+        if creators.contains(user) || *user == d.operator {
+            continue;
+        }
+        if d.managers.contains(user) {
+            users.insert(user.clone(), json!(d.manager_level));
+        } else if users.get(user).and_then(Value::as_i64).is_some_and(|l| l > 0 && l < SPACE_OWNED_LEVEL) {
+            // A former manager: back to the default level.
+            users.remove(user);
+        }
+    }
+    pl.insert("users".into(), Value::Object(users));
+    Value::Object(pl)
+}
+
+/// The calls that make the room match `d`, state first, then membership.
+pub fn plan_room(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
+    let room_id = d.room_id.clone();
+    let mut actions = Vec::new();
+    let wanted_marker = marker(&d.space_group_id);
+    if o.marker.as_ref() != Some(&wanted_marker) {
+        actions.push(RoomAction::SetMarker {
+            room_id: room_id.clone(),
+            space_group_id: d.space_group_id.clone(),
+            content: wanted_marker,
+        });
+    }
+    if let Some(name) = &d.name
+        && o.name.as_ref() != Some(name)
+    {
+        actions.push(RoomAction::SetRoomName { room_id: room_id.clone(), name: name.clone() });
+    }
+    if let Some(description) = &d.description {
+        let content = topic_content(description);
+        if o.topic.as_ref() != Some(&content) {
+            actions.push(RoomAction::SetRoomTopic { room_id: room_id.clone(), content });
+        }
+    }
+    match &d.avatar {
+        AvatarWish::Set(url) if o.avatar_url.as_ref() != Some(url) => {
+            actions.push(RoomAction::SetRoomAvatar { room_id: room_id.clone(), url: url.clone() })
+        }
+        AvatarWish::Clear if o.avatar_url.is_some() => {
+            actions.push(RoomAction::SetRoomAvatar { room_id: room_id.clone(), url: String::new() })
+        }
+        _ => {}
+    }
+    let pl = desired_power_levels(d, &o.power_levels, &o.creators);
+    if pl != o.power_levels {
+        actions.push(RoomAction::SetPowerLevels { room_id: room_id.clone(), content: pl });
+    }
+    for user in &d.members {
+        let current = o.membership.get(user);
+        let action = match (d.mode, current) {
+            (_, Some(Membership::Join)) | (_, Some(Membership::Ban)) => None,
+            (MembershipMode::Enforce, _) => Some(RoomAction::JoinUser { room_id: room_id.clone(), user_id: user.clone() }),
+            // Invite mode respects leaving: only people never in the room are invited.
+            (MembershipMode::Invite, None) => {
+                Some(RoomAction::InviteUser { room_id: room_id.clone(), user_id: user.clone() })
+            }
+            (MembershipMode::Invite, Some(_)) => None,
+        };
+        actions.extend(action);
+    }
+    for (user, m) in &o.membership {
+        let present = matches!(m, Membership::Join | Membership::Invite);
+        let removable = d.managed.contains(user) && *user != d.operator && !o.creators.contains(user);
+        if present && removable && !d.members.contains(user) {
+            actions.push(RoomAction::KickUser { room_id: room_id.clone(), user_id: user.clone(), reason: d.kick_reason.clone() });
+        }
+    }
+    actions
+}
+
+/// Limits on what one pass may remove.
+#[derive(Debug, Clone, Copy)]
+pub struct BlastRadius {
+    /// Kicks above this count are checked against `max_share`.
+    pub min_kicks: usize,
+    /// Largest share of the room's managed members one pass may kick.
+    pub max_share: f64,
+}
+
+impl Default for BlastRadius {
+    fn default() -> Self {
+        Self { min_kicks: 5, max_share: 0.5 }
+    }
+}
+
+/// Why a plan is too destructive to run unattended, if it is.
+pub fn guard(d: &DesiredRoom, o: &ObservedRoom, actions: &[RoomAction], limits: BlastRadius) -> Option<String> {
+    let kicks = actions.iter().filter(|a| matches!(a, RoomAction::KickUser { .. })).count();
+    let managed_present = o
+        .membership
+        .iter()
+        .filter(|(u, m)| matches!(m, Membership::Join | Membership::Invite) && d.managed.contains(*u) && **u != d.operator)
+        .count();
+    if kicks > limits.min_kicks && (kicks as f64) > limits.max_share * managed_present as f64 {
+        return Some(format!(
+            "this change would remove {kicks} of the room's {managed_present} managed members (more than {} and more than {:.0}%)",
+            limits.min_kicks,
+            limits.max_share * 100.0
+        ));
+    }
+    let current_managers: BTreeSet<&String> = o
+        .power_levels
+        .get("users")
+        .and_then(Value::as_object)
+        .map(|u| {
+            u.iter()
+                .filter(|(id, l)| d.managed.contains(*id) && **id != d.operator && l.as_i64().is_some_and(|l| l > 0 && l < SPACE_OWNED_LEVEL))
+                .map(|(id, _)| id)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !current_managers.is_empty() && d.managers.is_empty() {
+        return Some(format!("this change would demote all {} managers of the room", current_managers.len()));
+    }
+    None
+}
+
+/// What Synapse would show after `actions` (the convergence test's model).
+pub fn apply(o: &ObservedRoom, actions: &[RoomAction]) -> ObservedRoom {
+    let mut next = o.clone();
+    for a in actions {
+        match a {
+            RoomAction::SetRoomName { name, .. } => next.name = Some(name.clone()),
+            RoomAction::SetRoomTopic { content, .. } => next.topic = Some(content.clone()),
+            RoomAction::SetRoomAvatar { url, .. } => next.avatar_url = Some(url.clone()).filter(|u| !u.is_empty()),
+            RoomAction::SetPowerLevels { content, .. } => next.power_levels = content.clone(),
+            RoomAction::SetMarker { content, .. } => next.marker = Some(content.clone()),
+            RoomAction::JoinUser { user_id, .. } => {
+                next.membership.insert(user_id.clone(), Membership::Join);
+            }
+            RoomAction::InviteUser { user_id, .. } => {
+                next.membership.insert(user_id.clone(), Membership::Invite);
+            }
+            RoomAction::KickUser { user_id, .. } => {
+                next.membership.insert(user_id.clone(), Membership::Leave);
+            }
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+use super::*;
+
+const OP: &str = "@op:exo.test";
+
+fn id(u: &str) -> String {
+    format!("@{u}:exo.test")
+}
+
+fn desired(members: &[&str], managers: &[&str]) -> DesiredRoom {
+    DesiredRoom {
+        room_id: "!room".into(),
+        space_group_id: "support_team".into(),
+        name: Some("Support Team".into()),
+        description: Some("Where the <b>support</b> team meets".into()),
+        avatar: AvatarWish::Leave,
+        members: members.iter().map(|u| id(u)).collect(),
+        managers: managers.iter().map(|u| id(u)).collect(),
+        manager_level: 50,
+        mode: MembershipMode::Enforce,
+        managed: ["ann", "bob", "cat", "dan", "eve", "fay", "gil", "hal", "ida", "joe", "kim"].iter().map(|u| id(u)).collect(),
+        operator: OP.into(),
+        kick_reason: "left the space Support Team".into(),
+    }
+}
+
+/// A v12 room freshly created by the operator (creator, absent from `users`).
+fn v12_room() -> ObservedRoom {
+    ObservedRoom {
+        version: "12".into(),
+        creators: [OP.to_owned()].into(),
+        power_levels: json!({"users": {}, "users_default": 0, "events_default": 0, "state_default": 50, "invite": 0}),
+        membership: [(OP.to_owned(), Membership::Join)].into(),
+        ..ObservedRoom::default()
+    }
+}
+
+/// A v10 room made by someone else where the operator got power 100.
+fn v10_room() -> ObservedRoom {
+    ObservedRoom {
+        version: "10".into(),
+        creators: BTreeSet::new(),
+        power_levels: json!({"users": {"@owner:exo.test": 100, OP: 100}, "users_default": 0}),
+        membership: [(OP.to_owned(), Membership::Join), ("@owner:exo.test".to_owned(), Membership::Join)].into(),
+        ..ObservedRoom::default()
+    }
+}
+
+fn converge(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
+    let actions = plan_room(d, o);
+    let after = apply(o, &actions);
+    assert_eq!(plan_room(d, &after), vec![], "not converged after {actions:?}");
+    actions
+}
+
+fn pl_of(actions: &[RoomAction]) -> Value {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            RoomAction::SetPowerLevels { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .expect("a power level change")
+}
+
+#[test]
+fn new_v12_room_gets_state_members_and_manager_power_without_listing_the_creator() {
+    let actions = converge(&desired(&["ann", "bob"], &["ann"]), &v12_room());
+    let pl = pl_of(&actions);
+    assert_eq!(pl["users"], json!({"@ann:exo.test": 50}), "the creator must not appear in users");
+    assert_eq!(pl["events"]["m.room.power_levels"], 100);
+    assert_eq!(pl["kick"], 50);
+    let joins: Vec<_> = actions.iter().filter(|a| matches!(a, RoomAction::JoinUser { .. })).collect();
+    assert_eq!(joins.len(), 2);
+    assert!(actions.iter().any(|a| matches!(a, RoomAction::SetRoomName { name, .. } if name == "Support Team")));
+    assert!(actions.iter().any(|a| matches!(a, RoomAction::SetMarker { .. })));
+}
+
+#[test]
+fn classic_room_keeps_the_operator_at_100_in_users() {
+    let actions = converge(&desired(&["ann"], &["ann"]), &v10_room());
+    let pl = pl_of(&actions);
+    assert_eq!(pl["users"][OP], 100);
+    assert_eq!(pl["users"]["@owner:exo.test"], 100, "unknown users keep their level");
+    assert_eq!(pl["users"]["@ann:exo.test"], 50);
+}
+
+#[test]
+fn a_manager_who_is_no_longer_one_is_demoted() {
+    let d = desired(&["ann", "bob"], &["ann"]);
+    let mut o = apply(&v12_room(), &plan_room(&desired(&["ann", "bob"], &["ann", "bob"]), &v12_room()));
+    assert_eq!(o.power_levels["users"]["@bob:exo.test"], 50);
+    let actions = converge(&d, &o);
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(pl_of(&actions)["users"], json!({"@ann:exo.test": 50}));
+    o = apply(&o, &actions);
+    assert_eq!(plan_room(&d, &o), vec![]);
+}
+
+#[test]
+fn removed_managed_members_are_kicked_and_strangers_left_alone() {
+    let d = desired(&["ann"], &[]);
+    let mut o = v12_room();
+    for u in ["ann", "bob"] {
+        o.membership.insert(id(u), Membership::Join);
+    }
+    o.membership.insert("@stranger:exo.test".into(), Membership::Join);
+    let actions = plan_room(&d, &o);
+    let kicks: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            RoomAction::KickUser { user_id, reason, .. } => Some((user_id.as_str(), reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kicks, vec![("@bob:exo.test", "left the space Support Team")]);
+}
+
+#[test]
+fn invite_mode_invites_once_and_respects_leaving() {
+    let mut d = desired(&["ann", "bob"], &[]);
+    d.mode = MembershipMode::Invite;
+    let mut o = v12_room();
+    o.membership.insert(id("bob"), Membership::Leave);
+    let actions = converge(&d, &o);
+    let invites: Vec<_> = actions.iter().filter(|a| matches!(a, RoomAction::InviteUser { .. })).collect();
+    assert_eq!(invites.len(), 1, "bob left and is not re-invited: {actions:?}");
+    // Enforce re-joins whoever left.
+    d.mode = MembershipMode::Enforce;
+    assert!(plan_room(&d, &o).iter().any(|a| matches!(a, RoomAction::JoinUser { user_id, .. } if user_id == "@bob:exo.test")));
+}
+
+#[test]
+fn drifted_name_topic_and_power_are_put_back_and_nothing_else() {
+    let d = desired(&["ann"], &["ann"]);
+    let synced = apply(&v12_room(), &plan_room(&d, &v12_room()));
+    assert_eq!(plan_room(&d, &synced), vec![]);
+    let mut drifted = synced.clone();
+    drifted.name = Some("Renamed in Element".into());
+    drifted.power_levels["users"]["@ann:exo.test"] = json!(100);
+    let actions = converge(&d, &drifted);
+    assert_eq!(actions.iter().map(RoomAction::kind).collect::<Vec<_>>(), ["SetRoomName", "SetPowerLevels"]);
+}
+
+#[test]
+fn topic_strips_html_and_keeps_it_as_m_topic() {
+    let c = topic_content("Where the <b>support</b> team meets &amp; talks");
+    assert_eq!(c["topic"], "Where the support team meets & talks");
+    assert_eq!(c["m.topic"]["m.text"][0]["mimetype"], "text/html");
+    let plain = topic_content("Just text");
+    assert_eq!(plain["m.topic"]["m.text"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn observes_creators_only_for_v12() {
+    let state = vec![
+        RoomStateEvent { kind: "m.room.create".into(), state_key: "".into(), sender: OP.into(), content: json!({"room_version": "12"}) },
+        RoomStateEvent { kind: "m.room.member".into(), state_key: id("ann"), sender: OP.into(), content: json!({"membership": "invite"}) },
+        RoomStateEvent { kind: MARKER_TYPE.into(), state_key: "support_team".into(), sender: OP.into(), content: marker("support_team") },
+    ];
+    let o = observe(&state, "support_team");
+    assert!(o.creators.contains(OP));
+    assert_eq!(o.membership.get(&id("ann")), Some(&Membership::Invite));
+    assert!(o.marker.is_some());
+    let mut v10 = state.clone();
+    v10[0].content = json!({"room_version": "10"});
+    assert!(observe(&v10, "support_team").creators.is_empty());
+}
+
+#[test]
+fn mass_removal_is_blocked_with_numbers() {
+    let all = ["ann", "bob", "cat", "dan", "eve", "fay", "gil", "hal", "ida", "joe"];
+    let mut o = v12_room();
+    for u in all {
+        o.membership.insert(id(u), Membership::Join);
+    }
+    let d = desired(&["ann", "bob"], &[]);
+    let actions = plan_room(&d, &o);
+    let why = guard(&d, &o, &actions, BlastRadius::default()).expect("blocked");
+    assert!(why.contains("remove 8 of the room's 10"), "{why}");
+    // Removing 3 of 10 passes.
+    let d = desired(&all[..7], &[]);
+    assert_eq!(guard(&d, &o, &plan_room(&d, &o), BlastRadius::default()), None);
+}
+
+#[test]
+fn demoting_every_manager_is_blocked() {
+    let d = desired(&["ann", "bob"], &["ann"]);
+    let o = apply(&v12_room(), &plan_room(&d, &v12_room()));
+    let none = desired(&["ann", "bob"], &[]);
+    let why = guard(&none, &o, &plan_room(&none, &o), BlastRadius::default()).expect("blocked");
+    assert!(why.contains("demote all 1 managers"), "{why}");
+}
