@@ -61,6 +61,22 @@ pub struct RunArgs {
     #[arg(long, default_value = "exo-matrix-operator")]
     pub admin_username: String,
 
+    /// Room aliases are `#<prefix><spaceGroupId>:<server>`; the alias is what makes room creation idempotent.
+    #[arg(long, default_value = "space_")]
+    pub alias_prefix: String,
+
+    /// One pass never kicks more than this many members of a room …
+    #[arg(long, default_value_t = 5)]
+    pub max_kicks: usize,
+
+    /// … unless they are at most this share of the room's managed members (0..1).
+    #[arg(long, default_value_t = 0.5)]
+    pub max_kick_share: f64,
+
+    /// Joins, invites and kicks into one room run at most this many at a time.
+    #[arg(long, default_value_t = 4)]
+    pub join_concurrency: usize,
+
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -105,6 +121,12 @@ impl RunArgs {
                 resync: self.resync,
                 user_creation: self.user_creation,
                 concurrency: self.concurrency.max(1),
+                alias_prefix: self.alias_prefix.clone(),
+                blast_radius: crate::plan::room::BlastRadius {
+                    min_kicks: self.max_kicks,
+                    max_share: self.max_kick_share.clamp(0.0, 1.0),
+                },
+                join_concurrency: self.join_concurrency.max(1),
             },
         }
     }

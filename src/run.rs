@@ -11,7 +11,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 
 use crate::controller::{self, Context, Settings};
-use crate::crd::MatrixUser;
+use crate::crd::{MatrixUser, SpaceRoomLink};
 use crate::session::{self, SessionConfig, SessionState};
 
 #[derive(Debug, Clone)]
@@ -42,6 +42,16 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
     let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config);
     let users = user_controller.store();
+    let link_controller = Controller::new(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(cfg.settings.concurrency));
+    let links = link_controller.store();
+    // A MatrixUser becoming Ready (or going away) re-runs the links that list it.
+    let links_for_mapper = links.clone();
+    let link_controller = link_controller.watches(
+        api::<MatrixUser>(&client, &cfg.namespace),
+        watcher::Config::default(),
+        move |user| controller::link::links_listing(&user, &links_for_mapper.state()),
+    );
 
     let ctx = Arc::new(Context {
         kube: client.clone(),
@@ -50,21 +60,29 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
         settings: cfg.settings.clone(),
         http: crate::avatar::http_client(),
         users: Some(users),
+        links: Some(links),
     });
 
     let shutdown = shutdown.boxed().shared();
-    tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the MatrixUser controller");
-    user_controller
+    tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");
+    let users_done = user_controller
+        .reconcile_all_on(session_ready(session.clone()))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(controller::user::reconcile, controller::error_policy, ctx.clone())
+        .for_each(log_result);
+    let links_done = link_controller
         .reconcile_all_on(session_ready(session))
         .graceful_shutdown_on(shutdown)
-        .run(controller::user::reconcile, controller::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile error");
-            }
-        })
-        .await;
+        .run(controller::link::reconcile, controller::error_policy, ctx)
+        .for_each(log_result);
+    futures::join!(users_done, links_done);
     tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
+}
+
+async fn log_result<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "reconcile error");
+    }
 }
 
 /// Fires each time a (new) session becomes ready: a rotated Secret or a

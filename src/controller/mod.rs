@@ -1,6 +1,8 @@
 //! Controllers: wire the Kubernetes and Synapse adapters to the pure plans.
 
+mod avatar;
 pub mod conditions;
+pub mod link;
 pub mod user;
 
 use std::sync::Arc;
@@ -29,6 +31,11 @@ pub struct Settings {
     pub resync: Duration,
     pub user_creation: UserCreation,
     pub concurrency: u16,
+    /// Room aliases are `#<alias_prefix><spaceGroupId>:<server>`.
+    pub alias_prefix: String,
+    pub blast_radius: crate::plan::room::BlastRadius,
+    /// Joins into one room run at most this many at a time.
+    pub join_concurrency: usize,
 }
 
 /// Shared by all reconciles.
@@ -41,6 +48,8 @@ pub struct Context {
     /// Every MatrixUser the operator watches: localpart collisions, and later
     /// the username → account mapping of room members.
     pub users: Option<kube::runtime::reflector::Store<crate::crd::MatrixUser>>,
+    /// Every SpaceRoomLink the operator watches: conflicts between links.
+    pub links: Option<kube::runtime::reflector::Store<crate::crd::SpaceRoomLink>>,
 }
 
 impl Context {

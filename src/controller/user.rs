@@ -12,11 +12,10 @@ use kube::{Api, Resource, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::json;
 
-use super::{Context, Error, UserCreation, conditions};
-use crate::avatar;
-use crate::crd::{AvatarStatus, MatrixUser, MatrixUserStatus, UserDeletionPolicy};
+use super::{Context, Error, UserCreation, avatar, conditions};
+use crate::crd::{MatrixUser, MatrixUserStatus, UserDeletionPolicy};
 use crate::ids;
-use crate::plan::user::{AvatarWish, DesiredUser, ObservedUser, UserAction, plan_user};
+use crate::plan::user::{DesiredUser, ObservedUser, UserAction, plan_user};
 use crate::secret::SecretString;
 use crate::session::{Session, chain};
 use crate::synapse::{Registration, UserUpdate};
@@ -84,7 +83,14 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     conditions::remove(&mut status.conditions, "Conflict");
 
     let user_id = ids::user_id(&ids::localpart(&user.spec.username), &session.server_name);
-    let (avatar, avatar_status, avatar_problem) = resolve_avatar(user, ctx, &session).await?;
+    let previous = user.status.as_ref().and_then(|s| s.avatar.clone());
+    let resolved = avatar::resolve(ctx, &session, user.spec.avatar_url.as_deref(), previous).await?;
+    if let Some(url) = &resolved.uploaded_from {
+        // Repeats of an Event are counted in one series whose note stays the first
+        // one, so the note names only what stays true: the source URL.
+        publish(ctx, user, EventType::Normal, "AvatarUploaded", &format!("uploaded the avatar from {url}")).await;
+    }
+    let (avatar, avatar_status, avatar_problem) = (resolved.wish, resolved.status, resolved.problem);
     let desired = DesiredUser {
         user_id: user_id.clone(),
         displayname: user.spec.display_name.clone(),
@@ -175,41 +181,6 @@ async fn execute(action: &UserAction, ctx: &Context, session: &Session, user: &M
         }
     }
     Ok(())
-}
-
-/// Downloads the avatar and uploads it only when its bytes changed. A broken
-/// avatar never blocks the account: it becomes a condition.
-async fn resolve_avatar(
-    user: &MatrixUser,
-    ctx: &Context,
-    session: &Session,
-) -> Result<(AvatarWish, Option<AvatarStatus>, Option<String>), Error> {
-    let previous = user.status.as_ref().and_then(|s| s.avatar.clone());
-    let Some(url) = user.spec.avatar_url.as_deref() else {
-        return Ok((if previous.is_some() { AvatarWish::Clear } else { AvatarWish::Leave }, None, None));
-    };
-    let keep = |problem: String| {
-        let wish = previous.as_ref().map_or(AvatarWish::Leave, |p| AvatarWish::Set(p.content_uri.clone()));
-        (wish, previous.clone(), Some(problem))
-    };
-    let image = match avatar::fetch(&ctx.http, url).await {
-        Ok(image) => image,
-        Err(e) => return Ok(keep(chain(&e))),
-    };
-    if let Some(p) = previous.as_ref().filter(|p| p.sha256 == image.sha256) {
-        let status = AvatarStatus { source_url: url.to_owned(), ..p.clone() };
-        return Ok((AvatarWish::Set(p.content_uri.clone()), Some(status), None));
-    }
-    let content_uri = session
-        .admin
-        .upload_media(&avatar::file_name(url), &image.content_type, image.bytes)
-        .await
-        .map_err(Error::synapse("uploading the avatar"))?;
-    // Repeats of an Event are counted in one series whose note stays the first
-    // one, so the note names only what stays true: the source URL.
-    publish(ctx, user, EventType::Normal, "AvatarUploaded", &format!("uploaded the avatar from {url}")).await;
-    let status = AvatarStatus { source_url: url.to_owned(), sha256: image.sha256, content_uri: content_uri.clone() };
-    Ok((AvatarWish::Set(content_uri), Some(status), None))
 }
 
 async fn password(user: &MatrixUser, ctx: &Context) -> Result<Option<SecretString>, Error> {

@@ -123,6 +123,9 @@ pub struct SpaceRoomLinkStatus {
     pub plan: Option<PlanSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
+    /// The avatar last uploaded, so unchanged bytes are not uploaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<super::AvatarStatus>,
 }
 
 /// A readable dry run: how many actions of each kind, and the first few.

@@ -109,6 +109,12 @@ impl Synapse {
         Ok(r.room_id)
     }
 
+    /// GET /_matrix/client/v3/capabilities — the room version new rooms get.
+    pub async fn default_room_version(&self) -> Result<String, Error> {
+        let caps: Value = self.get("/_matrix/client/v3/capabilities").await?;
+        Ok(caps["capabilities"]["m.room_versions"]["default"].as_str().unwrap_or("10").to_owned())
+    }
+
     /// GET /_matrix/client/v3/rooms/{roomId}/state — every current state event, one call.
     pub async fn full_state(&self, room_id: &str) -> Result<Vec<RoomStateEvent>, Error> {
         self.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room_id))).await

@@ -1,0 +1,53 @@
+//! Avatars for accounts and rooms: downloaded, and uploaded only when the bytes change.
+
+use super::{Context, Error};
+use crate::avatar;
+use crate::crd::AvatarStatus;
+use crate::plan::user::AvatarWish;
+use crate::session::{Session, chain};
+
+pub struct Resolved {
+    pub wish: AvatarWish,
+    /// What to remember in status.
+    pub status: Option<AvatarStatus>,
+    /// Why the avatar could not be used; the object is still reconciled.
+    pub problem: Option<String>,
+    /// Set when new bytes were uploaded, to the URL they came from.
+    pub uploaded_from: Option<String>,
+}
+
+pub async fn resolve(
+    ctx: &Context,
+    session: &Session,
+    url: Option<&str>,
+    previous: Option<AvatarStatus>,
+) -> Result<Resolved, Error> {
+    let Some(url) = url else {
+        let wish = if previous.is_some() { AvatarWish::Clear } else { AvatarWish::Leave };
+        return Ok(Resolved { wish, status: None, problem: None, uploaded_from: None });
+    };
+    let image = match avatar::fetch(&ctx.http, url).await {
+        Ok(image) => image,
+        Err(e) => {
+            let wish = previous.as_ref().map_or(AvatarWish::Leave, |p| AvatarWish::Set(p.content_uri.clone()));
+            return Ok(Resolved { wish, status: previous, problem: Some(chain(&e)), uploaded_from: None });
+        }
+    };
+    if let Some(p) = previous.filter(|p| p.sha256 == image.sha256) {
+        let wish = AvatarWish::Set(p.content_uri.clone());
+        let status = AvatarStatus { source_url: url.to_owned(), ..p };
+        return Ok(Resolved { wish, status: Some(status), problem: None, uploaded_from: None });
+    }
+    let content_uri = session
+        .admin
+        .upload_media(&avatar::file_name(url), &image.content_type, image.bytes)
+        .await
+        .map_err(Error::synapse("uploading the avatar"))?;
+    let status = AvatarStatus { source_url: url.to_owned(), sha256: image.sha256, content_uri: content_uri.clone() };
+    Ok(Resolved {
+        wish: AvatarWish::Set(content_uri),
+        status: Some(status),
+        problem: None,
+        uploaded_from: Some(url.to_owned()),
+    })
+}
