@@ -44,6 +44,7 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
             let message = chain(&e);
             tracing::warn!(link = %link.name_any(), namespace = ?link.namespace(), error = %message, "reconcile failed");
             conditions::set(&mut status.conditions, "Ready", false, e.reason(), &message, link.metadata.generation);
+            status.observed_generation = link.metadata.generation;
             if let Err(w) = write_status(&link, &ctx, &status).await {
                 tracing::warn!(error = %chain(&w), "cannot record the failure in status");
             }
@@ -275,7 +276,7 @@ async fn room_of(
             .room_details(id)
             .await
             .map_err(Error::synapse("looking up the room"))?
-            .ok_or_else(|| Error::Invalid(format!("room {id} does not exist on this homeserver; nothing was created")))?;
+            .ok_or_else(|| Error::RoomNotFound(format!("room {id} does not exist on this homeserver; nothing was created")))?;
         let members = admin.room_members(id).await.map_err(Error::synapse("listing the room's members"))?;
         if !members.contains(&session.user_id) {
             admin.make_room_admin(id, &session.user_id).await.map_err(Error::synapse("making the operator room admin"))?;

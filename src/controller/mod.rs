@@ -84,6 +84,8 @@ pub enum Error {
     Kube(String, #[source] kube::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    RoomNotFound(String),
 }
 
 impl Error {
@@ -102,6 +104,7 @@ impl Error {
             },
             Error::Kube(..) => "KubernetesError",
             Error::Invalid(_) => "InvalidSpec",
+            Error::RoomNotFound(_) => "RoomNotFound",
         }
     }
 
@@ -116,6 +119,7 @@ impl Error {
             },
             Error::Kube(..) => Duration::from_secs(5),
             Error::Invalid(_) => Duration::from_secs(300),
+            Error::RoomNotFound(_) => Duration::from_secs(60),
         }
     }
 }

@@ -225,6 +225,7 @@ async fn report_failure(user: &MatrixUser, ctx: &Context, err: &Error) {
     tracing::warn!(user = %user.name_any(), namespace = ?user.namespace(), error = %message, "reconcile failed");
     let mut status = user.status.clone().unwrap_or_default();
     conditions::set(&mut status.conditions, "Ready", false, err.reason(), &message, user.metadata.generation);
+    status.observed_generation = user.metadata.generation;
     if let Err(e) = write_status(user, ctx, &status).await {
         tracing::warn!(error = %chain(&e), "cannot record the failure in status");
     }

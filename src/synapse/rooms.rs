@@ -120,6 +120,16 @@ impl Synapse {
         self.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room_id))).await
     }
 
+    /// GET /_synapse/admin/v1/rooms/{roomId}/state — the room's state without being in it.
+    pub async fn admin_room_state(&self, room_id: &str) -> Result<Vec<RoomStateEvent>, Error> {
+        #[derive(Deserialize)]
+        struct State {
+            state: Vec<RoomStateEvent>,
+        }
+        let s: State = self.get(&format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id))).await?;
+        Ok(s.state)
+    }
+
     /// PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
     pub async fn put_state(&self, room_id: &str, kind: &str, state_key: &str, content: &Value) -> Result<String, Error> {
         let path = format!(
