@@ -7,8 +7,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 tests/platform.sh up
+STATE=${EXO_MATRIX_PLATFORM_DIR:-$ROOT/target/platform}
 # shellcheck disable=SC1091
-source target/platform/env
+source "$STATE/env"
 NS=${DEMO_NAMESPACE:-demo}
 
 echo "[demo] building the operator"
@@ -24,23 +25,34 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/exo-matrix-operator
   --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" apply -n "$NS" -k deploy/examples
 
-LOG=$ROOT/target/platform/demo-operator.log
+LOG=$STATE/demo-operator.log
 "$BIN" run --credentials-secret "$NS/matrix-credentials" --namespace "$NS" >"$LOG" 2>&1 &
 OPERATOR=$!
 trap 'kill $OPERATOR 2>/dev/null || true' EXIT
-echo "[demo] operator running (pid $OPERATOR, log $LOG); waiting for the users"
+echo "[demo] operator running (pid $OPERATOR, log $LOG); waiting for users and rooms"
 "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s mxu --all >/dev/null \
+  || { tail -20 "$LOG"; exit 1; }
+"$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s srl --all >/dev/null \
   || { tail -20 "$LOG"; exit 1; }
 
 echo
 "$KUBECTL" get srl,mxu -n "$NS"
 echo
-echo "[demo] Synapse's view of mary:"
+echo "[demo] the rooms, as Synapse itself shows them:"
 TOKEN=$("$KUBECTL" -n "$NS" get secret matrix-credentials-operator-token -o jsonpath='{.data.accessToken}' | base64 -d)
-python3 - "$SYNAPSE_URL" "$TOKEN" <<'PY'
-import json, sys, urllib.request
-url, token = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(url + "/_synapse/admin/v2/users/%40mary%3Aexo.test", headers={"Authorization": "Bearer " + token})
-u = json.load(urllib.request.urlopen(req))
-print(f"  {u['name']}  displayname={u['displayname']!r}  emails={[t['address'] for t in u['threepids']]}  deactivated={u['deactivated']}")
+ROOMS=$("$KUBECTL" get srl -n "$NS" -o jsonpath='{range .items[*]}{.status.roomId}{"\n"}{end}')
+python3 - "$SYNAPSE_URL" "$TOKEN" $ROOMS <<'PY'
+import json, sys, urllib.parse, urllib.request
+url, token, rooms = sys.argv[1], sys.argv[2], sys.argv[3:]
+def get(path):
+    req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token})
+    return json.load(urllib.request.urlopen(req))
+for room in rooms:
+    r = urllib.parse.quote(room, safe="")
+    details = get(f"/_synapse/admin/v1/rooms/{r}")
+    members = get(f"/_synapse/admin/v1/rooms/{r}/members")["members"]
+    levels = next(e["content"] for e in get(f"/_synapse/admin/v1/rooms/{r}/state")["state"] if e["type"] == "m.room.power_levels")
+    print(f"  {details['name']!r} {details['canonical_alias']} ({room}, room version {details['version']})")
+    for m in sorted(members):
+        print(f"    {m}  power {levels.get('users', {}).get(m, 'creator' if m == details['creator'] else levels.get('users_default', 0))}")
 PY
