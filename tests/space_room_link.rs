@@ -391,3 +391,35 @@ async fn deletion_follows_the_deletion_policy() {
     assert_eq!(s.state(&rooms[1], "m.room.power_levels").await["events_default"], 100, "read-only");
     assert_eq!(s.admin.room_details(&rooms[2]).await.expect("details"), None, "Delete purges the room");
 }
+
+#[tokio::test]
+async fn prints_synapse_calls_of_a_first_reconcile_and_of_a_quiet_resync() {
+    const N: usize = 20;
+    let s = Space::new("srl-calls").await;
+    let op = Operator::start(&s.ns, "matrix", &["--resync", "3s"]);
+    let shorts: Vec<String> = (0..N).map(|i| format!("m{i:02}x")).collect();
+    let refs: Vec<&str> = shorts.iter().map(String::as_str).collect();
+    s.people(&refs).await;
+    s.link("big", s.spec("big", &refs, &refs[..2])).await;
+    s.room("big").await;
+    let link_calls = |log: &str| -> (usize, usize) {
+        let calls: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("synapse call") && l.contains("SpaceRoomLink.v1alpha1.exomatrix.dev/big."))
+            .collect();
+        let writes = calls.iter().filter(|l| !l.contains("method=\"GET\"")).count();
+        (calls.len(), writes)
+    };
+    let (first, first_writes) = link_calls(&op.log_text());
+    let offset = op.log_text().len();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (quiet, quiet_writes) = link_calls(&op.log_text()[offset..]);
+    println!(
+        "link with {N} members: first reconciles {first} Synapse calls ({first_writes} writes); \
+         no-change resyncs over 7 s: {quiet} calls ({quiet_writes} writes)"
+    );
+    assert!(quiet > 0, "resyncs ran");
+    assert_eq!(quiet_writes, 0, "a no-change resync must not write");
+    // createRoom + N joins + a handful of reads; anything near 2N+10 means repeated work.
+    assert!(first_writes <= N + 3, "{first_writes} writes for {N} members");
+}

@@ -55,6 +55,26 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
     }
 }
 
+/// What of a MatrixUser matters to links: whether its account can be a member, and which.
+type Readiness = (Option<String>, bool);
+
+/// Remembers each MatrixUser's readiness so that only real changes (an account
+/// becoming ready, disabled or gone) wake the links, not every status write.
+#[derive(Default)]
+pub struct ReadinessCache(std::sync::Mutex<BTreeMap<String, Readiness>>);
+
+impl ReadinessCache {
+    /// True when `user`'s readiness differs from the last time it was seen.
+    pub fn changed(&self, user: &MatrixUser) -> bool {
+        let ready = user.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let member = ready && user.spec.enabled && user.metadata.deletion_timestamp.is_none();
+        let now = (user.status.as_ref().and_then(|s| s.user_id.clone()), member);
+        let key = format!("{}/{}", user.namespace().unwrap_or_default(), user.spec.username);
+        let mut seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.insert(key, now.clone()) != Some(now)
+    }
+}
+
 /// Links to reconcile when a MatrixUser changes: those in its namespace listing its username.
 pub fn links_listing(user: &MatrixUser, links: &[Arc<SpaceRoomLink>]) -> Vec<ObjectRef<SpaceRoomLink>> {
     links
@@ -93,7 +113,8 @@ fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Members {
     let ready_id = |u: &MatrixUser| -> Option<String> {
         let status = u.status.as_ref()?;
         let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        (ready && u.spec.enabled).then(|| status.user_id.clone()).flatten()
+        // A MatrixUser being deleted is no longer a member (its account stays managed, so it is kicked).
+        (ready && u.spec.enabled && u.metadata.deletion_timestamp.is_none()).then(|| status.user_id.clone()).flatten()
     };
     let by_username: BTreeMap<&str, String> = users
         .iter()
