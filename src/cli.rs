@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::crd;
 
 #[derive(Parser, Debug)]
-#[command(name = "exo-matrix-operator", version, about = "Gives every eXo space its own Matrix room and keeps Synapse in sync")]
+#[command(
+    name = "exo-matrix-operator",
+    version,
+    about = "Gives every eXo space its own Matrix room and keeps Synapse in sync"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -18,7 +18,9 @@ pub struct Credentials {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CredentialsError {
-    #[error("the credentials Secret has neither an access token (`accessToken` or `exo.matrix.access_token`) nor a registration shared secret (`sharedSecret` or `exo.matrix.shared_secret_registration`)")]
+    #[error(
+        "the credentials Secret has neither an access token (`accessToken` or `exo.matrix.access_token`) nor a registration shared secret (`sharedSecret` or `exo.matrix.shared_secret_registration`)"
+    )]
     Empty,
     #[error("key {0:?} of the credentials Secret is not UTF-8 text")]
     NotText(&'static str),

@@ -4,8 +4,8 @@
 pub mod avatar;
 pub mod cli;
 pub mod controller;
-pub mod credentials;
 pub mod crd;
+pub mod credentials;
 pub mod ids;
 pub mod plan;
 pub mod run;

@@ -48,17 +48,14 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
     // A MatrixUser becoming Ready (or going away) re-runs the links that list it.
     let links_for_mapper = links.clone();
     let readiness = controller::link::ReadinessCache::default();
-    let link_controller = link_controller.watches(
-        api::<MatrixUser>(&client, &cfg.namespace),
-        watcher::Config::default(),
-        move |user| {
+    let link_controller =
+        link_controller.watches(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default(), move |user| {
             if readiness.changed(&user) {
                 controller::link::links_listing(&user, &links_for_mapper.state())
             } else {
                 Vec::new()
             }
-        },
-    );
+        });
 
     let ctx = Arc::new(Context {
         kube: client.clone(),

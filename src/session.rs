@@ -61,13 +61,17 @@ pub enum SessionError {
     SecretMissing(String),
     #[error("credentials Secret {0} is unusable")]
     Credentials(String, #[source] CredentialsError),
-    #[error("no homeserver URL: pass --homeserver-url (MATRIX_SERVER_URL) or put `serverUrl` in the credentials Secret")]
+    #[error(
+        "no homeserver URL: pass --homeserver-url (MATRIX_SERVER_URL) or put `serverUrl` in the credentials Secret"
+    )]
     NoUrl,
     #[error("the access token was refused by Synapse")]
     TokenRefused(#[source] synapse::Error),
     #[error("{0} is not a Synapse server admin; the operator needs an admin token")]
     NotAdmin(String),
-    #[error("the operator's account {0} exists but its stored password no longer works, and there is no access token; put `accessToken` in the credentials Secret")]
+    #[error(
+        "the operator's account {0} exists but its stored password no longer works, and there is no access token; put `accessToken` in the credentials Secret"
+    )]
     AccountLost(String),
     #[error("Synapse call failed")]
     Synapse(#[from] synapse::Error),
@@ -126,7 +130,9 @@ async fn bootstrap_token(
     if let Some(token) = text(TOKEN_KEY) {
         match synapse.with_token(token.clone()).whoami().await {
             Ok(_) => return Ok(token),
-            Err(e) if e.status() == Some(401) => tracing::info!("stored operator token refused; logging in again"),
+            Err(e) if e.status() == Some(401) => {
+                tracing::info!("stored operator token refused; logging in again")
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -159,11 +165,15 @@ async fn bootstrap_token(
             let token = r.access_token.ok_or_else(|| SessionError::AccountLost(r.user_id.clone()))?;
             (r.user_id, token)
         }
-        Err(e) if e.errcode() == Some("M_USER_IN_USE") => match synapse.login_with_password(&localpart, &password).await {
-            Ok(token) => (format!("@{localpart}"), token),
-            Err(e) if e.status() == Some(403) => return Err(SessionError::AccountLost(format!("@{localpart}"))),
-            Err(e) => return Err(e.into()),
-        },
+        Err(e) if e.errcode() == Some("M_USER_IN_USE") => {
+            match synapse.login_with_password(&localpart, &password).await {
+                Ok(token) => (format!("@{localpart}"), token),
+                Err(e) if e.status() == Some(403) => {
+                    return Err(SessionError::AccountLost(format!("@{localpart}")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Err(e) => return Err(e.into()),
     };
     let user_id = match synapse.with_token(token.clone()).whoami().await {
@@ -259,7 +269,9 @@ pub fn watch_session(kube: Client, cfg: SessionConfig, retry: Duration) -> watch
                     continue;
                 }
             }
-            let Some(data) = current.clone() else { continue };
+            let Some(data) = current.clone() else {
+                continue;
+            };
             let state = match credentials::parse(&data) {
                 Err(e) => Err(SessionError::Credentials(label.clone(), e)),
                 Ok(creds) => establish(&kube, &cfg, &creds).await,

@@ -56,7 +56,10 @@ async fn avatar_is_uploaded_once_and_again_only_when_its_bytes_change() {
     // Several resyncs later, the same bytes have not been uploaded again.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(uploads(&client, &ns).await, 1);
-    assert_eq!(api.get(&name).await.expect("get").status.and_then(|s| s.avatar).map(|a| a.content_uri), Some(first.clone()));
+    assert_eq!(
+        api.get(&name).await.expect("get").status.and_then(|s| s.avatar).map(|a| a.content_uri),
+        Some(first.clone())
+    );
 
     files.set("/u/lea.png", "image/png", &png(2));
     let second = eventually("new avatar uploaded", WAIT, || async {

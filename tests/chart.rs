@@ -16,7 +16,8 @@ fn helm(args: &[&str]) -> (bool, String) {
 fn chart_lints_and_renders_the_operator() {
     let (ok, out) = helm(&["lint", "--strict", "."]);
     assert!(ok, "{out}");
-    let (ok, out) = helm(&["template", "demo", ".", "--namespace", "matrix", "--set", "matrix.homeserverUrl=http://synapse:8008"]);
+    let (ok, out) =
+        helm(&["template", "demo", ".", "--namespace", "matrix", "--set", "matrix.homeserverUrl=http://synapse:8008"]);
     assert!(ok, "{out}");
     assert!(out.contains("--credentials-secret=matrix/matrix-credentials"), "{out}");
     assert!(out.contains("--homeserver-url=http://synapse:8008"), "{out}");

@@ -138,7 +138,11 @@ async fn invalid_objects_are_refused_naming_the_field() {
         ("MatrixUser", json!({"username": "mary", "avatarUrl": "javascript:alert(1)"}), "spec.avatarUrl"),
         ("MatrixUser", json!({"username": "-mary"}), "spec.username"),
         ("ExoSource", json!({"url": "exo.example.org", "credentialsSecretRef": "c"}), "spec.url"),
-        ("ExoSource", json!({"url": "https://exo.example.org", "credentialsSecretRef": "c", "interval": "5 minutes"}), "spec.interval"),
+        (
+            "ExoSource",
+            json!({"url": "https://exo.example.org", "credentialsSecretRef": "c", "interval": "5 minutes"}),
+            "spec.interval",
+        ),
     ];
     assert!(cases.len() >= 12);
     for (kind, spec, field) in cases {
@@ -153,7 +157,12 @@ async fn identity_fields_are_immutable() {
     let client = kube_client().await;
     let ns = namespace(&client, "immutable").await;
     let cases = [
-        ("SpaceRoomLink", json!({"spaceGroupId": "before"}), json!({"spec": {"spaceGroupId": "after"}}), "spaceGroupId is immutable"),
+        (
+            "SpaceRoomLink",
+            json!({"spaceGroupId": "before"}),
+            json!({"spec": {"spaceGroupId": "after"}}),
+            "spaceGroupId is immutable",
+        ),
         ("MatrixUser", json!({"username": "before"}), json!({"spec": {"username": "after"}}), "username is immutable"),
     ];
     for (kind, spec, change, message) in cases {

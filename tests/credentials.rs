@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use exo_matrix_operator::crd::{MatrixUser, MatrixUserSpec};
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
 use kube::api::PostParams;
+use kube::{Api, ResourceExt};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -77,9 +77,13 @@ async fn accepts_the_addon_key_names_and_picks_up_a_rotated_secret() {
     let op = Operator::start(&ns, "matrix", &[]);
     let name = unique("joe").replace('-', "_");
     api.create(&PostParams::default(), &user(&name)).await.expect("created");
-    let (reason, message) = ready(&api, &name.replace('_', "-"), "False").await;
-    assert_eq!(reason, "CredentialsUnavailable");
-    assert!(message.contains("refused"), "{message}");
+    // The first reconcile may still see "connecting"; the refusal follows.
+    let message = eventually("the refusal in the condition", WAIT, || async {
+        let u = api.get(&name.replace('_', "-")).await.ok()?;
+        let (_, reason, message) = condition(serde_json::to_value(&u.status).ok().as_ref(), "Ready")?;
+        (reason == "CredentialsUnavailable" && message.contains("refused")).then_some(message)
+    })
+    .await;
     assert!(!message.contains("syt_not_a_real_token"), "{message}");
 
     let token = admin_token().await;
@@ -102,12 +106,17 @@ async fn a_missing_secret_is_a_condition_not_a_crash() {
     let op = Operator::start(&ns, "absent", &[]);
     let name = unique("kim").replace('-', "_");
     api.create(&PostParams::default(), &user(&name)).await.expect("created");
-    let (reason, message) = ready(&api, &name.replace('_', "-"), "False").await;
-    assert_eq!(reason, "CredentialsUnavailable");
-    assert!(message.contains("not found"), "{message}");
+    let message = eventually("the missing Secret in the condition", WAIT, || async {
+        let u = api.get(&name.replace('_', "-")).await.ok()?;
+        let (_, reason, message) = condition(serde_json::to_value(&u.status).ok().as_ref(), "Ready")?;
+        (reason == "CredentialsUnavailable" && message.contains("not found")).then_some(message)
+    })
+    .await;
+    assert!(message.contains("absent"), "{message}");
     // Creating the Secret later is enough.
     let p = platform();
-    credentials_secret(&client, &ns, "absent", &[("sharedSecret", p.shared_secret()), ("serverUrl", p.synapse_url())]).await;
+    credentials_secret(&client, &ns, "absent", &[("sharedSecret", p.shared_secret()), ("serverUrl", p.synapse_url())])
+        .await;
     ready(&api, &name.replace('_', "-"), "True").await;
     drop(op);
 }

@@ -88,7 +88,10 @@ async fn creates_the_account_with_profile_email_and_notification_pusher() {
     assert_eq!(a.threepids, vec![Threepid::email(&format!("{}@example.org", username.to_lowercase()))]);
     assert!(!a.admin && !a.deactivated);
     let pushers = s.admin.pushers(&user_id).await.expect("pushers");
-    assert!(pushers.iter().any(|p| p.kind == "email" && p.pushkey == format!("{}@example.org", username.to_lowercase())), "{pushers:?}");
+    assert!(
+        pushers.iter().any(|p| p.kind == "email" && p.pushkey == format!("{}@example.org", username.to_lowercase())),
+        "{pushers:?}"
+    );
     let ev = events(&s.client, &s.ns, "ann").await;
     assert!(ev.iter().any(|(r, m)| r == "AccountCreated" && m.contains(&user_id)), "{ev:?}");
 
@@ -156,13 +159,19 @@ async fn disabling_deactivates_and_enabling_reactivates() {
     create(&s.api, "dan", spec(&username)).await;
     let user_id = ready(&s.api, "dan", "True").await.status.and_then(|st| st.user_id).expect("userId");
 
-    s.api.patch("dan", &PatchParams::default(), &Patch::Merge(json!({"spec": {"enabled": false}}))).await.expect("patched");
+    s.api
+        .patch("dan", &PatchParams::default(), &Patch::Merge(json!({"spec": {"enabled": false}})))
+        .await
+        .expect("patched");
     let u = ready(&s.api, "dan", "True").await;
     let (_, reason, _) = condition(serde_json::to_value(&u.status).ok().as_ref(), "Ready").expect("Ready");
     assert_eq!(reason, "Disabled");
     assert!(account(&s.admin, &user_id).await.deactivated);
 
-    s.api.patch("dan", &PatchParams::default(), &Patch::Merge(json!({"spec": {"enabled": true}}))).await.expect("patched");
+    s.api
+        .patch("dan", &PatchParams::default(), &Patch::Merge(json!({"spec": {"enabled": true}})))
+        .await
+        .expect("patched");
     eventually("reactivated with its email", WAIT, || async {
         let a = s.admin.get_user(&user_id).await.ok()??;
         (!a.deactivated && a.threepids.len() == 1).then_some(())
@@ -175,7 +184,11 @@ async fn deletion_follows_the_deletion_policy() {
     let s = setup("mxu-delete").await;
     let _op = Operator::start(&s.ns, "matrix", &[]);
     let mut ids = Vec::new();
-    for (name, policy) in [("keep", UserDeletionPolicy::Retain), ("off", UserDeletionPolicy::Deactivate), ("gone", UserDeletionPolicy::Erase)] {
+    for (name, policy) in [
+        ("keep", UserDeletionPolicy::Retain),
+        ("off", UserDeletionPolicy::Deactivate),
+        ("gone", UserDeletionPolicy::Erase),
+    ] {
         let mut sp = spec(&unique(name).replace('-', "_"));
         sp.deletion_policy = policy;
         create(&s.api, name, sp).await;
@@ -185,7 +198,10 @@ async fn deletion_follows_the_deletion_policy() {
         s.api.delete(name, &DeleteParams::default()).await.expect("deleted");
     }
     for name in ["keep", "off", "gone"] {
-        eventually(&format!("{name} removed"), WAIT, || async { s.api.get_opt(name).await.ok()?.is_none().then_some(()) }).await;
+        eventually(&format!("{name} removed"), WAIT, || async {
+            s.api.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
     }
     assert!(!account(&s.admin, &ids[0]).await.deactivated, "Retain keeps the account");
     assert!(account(&s.admin, &ids[1]).await.deactivated, "Deactivate deactivates");

@@ -52,7 +52,10 @@ impl Space {
     async fn people(&self, shorts: &[&str]) {
         for short in shorts {
             let spec: MatrixUserSpec = serde_json::from_value(json!({"username": self.username(short)})).expect("spec");
-            self.users.create(&PostParams::default(), &MatrixUser::new(&self.username(short), spec)).await.expect("user");
+            self.users
+                .create(&PostParams::default(), &MatrixUser::new(&self.username(short), spec))
+                .await
+                .expect("user");
         }
         for short in shorts {
             let name = self.username(short);
@@ -133,7 +136,8 @@ async fn creates_a_private_v12_room_with_state_power_and_members() {
     s.link("team", s.spec("team", &["ann", "bob"], &["ann"])).await;
     let room = s.room("team").await;
     // `kubectl wait` works on the Ready condition.
-    let (ok, _, err) = platform().kubectl_run(&["wait", "-n", &s.ns, "--for=condition=Ready", "srl/team", "--timeout=10s"], None);
+    let (ok, _, err) =
+        platform().kubectl_run(&["wait", "-n", &s.ns, "--for=condition=Ready", "srl/team", "--timeout=10s"], None);
     assert!(ok, "{err}");
 
     assert!(!room.contains(':'), "a v12 room id has no server part: {room}");
@@ -172,7 +176,11 @@ async fn membership_and_manager_changes_reach_the_room_and_strangers_stay() {
     s.admin.put_user(&stranger, &Default::default()).await.expect("stranger");
     s.as_operator().await.admin_join(&room, &stranger).await.expect("stranger joins");
 
-    s.patch("team", json!({"spec": {"members": [s.username("ann"), s.username("bob")], "managers": [s.username("ann")]}})).await;
+    s.patch(
+        "team",
+        json!({"spec": {"members": [s.username("ann"), s.username("bob")], "managers": [s.username("ann")]}}),
+    )
+    .await;
     s.wait("team", "Ready", "True").await;
     let mut expected = vec![s.id("ann"), s.id("bob"), stranger.clone()];
     expected.sort();
@@ -194,10 +202,7 @@ async fn a_member_whose_account_arrives_later_is_joined_then() {
     assert_eq!(status.pending_members, vec![s.username("dan")]);
     assert_eq!(status.pending_member_count, Some(1));
     s.people(&["dan"]).await;
-    eventually("dan joined", WAIT, || async {
-        s.joined(&room).await.contains(&s.id("dan")).then_some(())
-    })
-    .await;
+    eventually("dan joined", WAIT, || async { s.joined(&room).await.contains(&s.id("dan")).then_some(()) }).await;
 }
 
 #[tokio::test]
@@ -214,10 +219,8 @@ async fn drift_in_matrix_is_put_back_and_a_quiet_resync_writes_nothing() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let quiet = &op.log_text()[before..];
     let reads = quiet.lines().filter(|l| l.contains("synapse call") && l.contains("method=\"GET\"")).count();
-    let writes: Vec<&str> = quiet
-        .lines()
-        .filter(|l| l.contains("synapse call") && !l.contains("method=\"GET\""))
-        .collect();
+    let writes: Vec<&str> =
+        quiet.lines().filter(|l| l.contains("synapse call") && !l.contains("method=\"GET\"")).collect();
     println!("no-change resyncs over 5 s: {reads} reads, {} writes", writes.len());
     assert!(reads > 0, "resyncs ran");
     assert!(writes.is_empty(), "a no-change resync wrote: {writes:?}");
@@ -249,7 +252,11 @@ async fn links_an_existing_v10_room_made_by_someone_else() {
     s.admin.put_user(&owner, &Default::default()).await.expect("owner");
     let owner_client = s.admin.with_token(s.admin.login_as(&owner).await.expect("token"));
     let room = owner_client
-        .create_room(&CreateRoom { preset: Some("private_chat"), room_version: Some("10".into()), ..Default::default() })
+        .create_room(&CreateRoom {
+            preset: Some("private_chat"),
+            room_version: Some("10".into()),
+            ..Default::default()
+        })
         .await
         .expect("v10 room");
     assert!(room.contains(':'), "{room}");
@@ -264,7 +271,8 @@ async fn links_an_existing_v10_room_made_by_someone_else() {
     let pl = s.state(&room, "m.room.power_levels").await;
     assert_eq!(pl["users"][s.id("ann")], 50);
     assert_eq!(pl["users"][&owner], 100, "the owner keeps its level");
-    let op_level = pl["users"].as_object().expect("users").iter().find(|(u, _)| u.starts_with("@op-")).map(|(_, l)| l.clone());
+    let op_level =
+        pl["users"].as_object().expect("users").iter().find(|(u, _)| u.starts_with("@op-")).map(|(_, l)| l.clone());
     assert_eq!(op_level, Some(json!(100)), "in a classic room the operator is listed at 100");
 }
 
@@ -341,7 +349,11 @@ async fn removing_most_members_at_once_is_blocked_until_allowed_for_one_pass() {
     assert_eq!(s.joined(&room).await.len(), 10, "nobody kicked");
 
     s.links
-        .patch("team", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"exomatrix.dev/allow-mass-change": "true"}}})))
+        .patch(
+            "team",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"exomatrix.dev/allow-mass-change": "true"}}})),
+        )
         .await
         .expect("annotated");
     eventually("8 kicked", WAIT, || async { (s.joined(&room).await.len() == 2).then_some(()) }).await;
@@ -382,7 +394,10 @@ async fn deletion_follows_the_deletion_policy() {
         s.links.delete(name, &DeleteParams::default()).await.expect("delete");
     }
     for name in ["keep", "arch", "gone"] {
-        eventually(&format!("{name} gone"), WAIT, || async { s.links.get_opt(name).await.ok()?.is_none().then_some(()) }).await;
+        eventually(&format!("{name} gone"), WAIT, || async {
+            s.links.get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
     }
     assert_eq!(s.joined(&rooms[0]).await, vec![s.id("ann")], "Retain leaves the room as it is");
     assert_eq!(s.joined(&rooms[1]).await, Vec::<String>::new(), "Archive kicks managed members");

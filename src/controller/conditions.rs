@@ -3,7 +3,14 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Sets one condition, keeping `lastTransitionTime` when the status does not change.
-pub fn set(conditions: &mut Vec<Condition>, type_: &str, ok: bool, reason: &str, message: &str, generation: Option<i64>) {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
     let status = if ok { "True" } else { "False" };
     let now = Time(jiff::Timestamp::now());
     let message: String = message.chars().take(1024).collect();

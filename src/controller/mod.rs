@@ -3,6 +3,7 @@
 mod avatar;
 pub mod conditions;
 pub mod link;
+mod status;
 pub mod user;
 
 use std::sync::Arc;

@@ -3,15 +3,14 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::Store;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
-use serde_json::json;
 
+use super::status::{self, publish};
 use super::{Context, Error, UserCreation, avatar, conditions};
 use crate::crd::{MatrixUser, MatrixUserStatus, UserDeletionPolicy};
 use crate::ids;
@@ -112,7 +111,9 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     status.last_sync_time = Some(conditions::now_rfc3339());
     status.avatar = avatar_status;
     match avatar_problem {
-        Some(problem) => conditions::set(&mut status.conditions, "AvatarSynced", false, "AvatarUnavailable", &problem, generation),
+        Some(problem) => {
+            conditions::set(&mut status.conditions, "AvatarSynced", false, "AvatarUnavailable", &problem, generation)
+        }
         None => conditions::remove(&mut status.conditions, "AvatarSynced"),
     }
     let (reason, message) = if user.spec.enabled {
@@ -184,7 +185,9 @@ async fn execute(action: &UserAction, ctx: &Context, session: &Session, user: &M
 }
 
 async fn password(user: &MatrixUser, ctx: &Context) -> Result<Option<SecretString>, Error> {
-    let Some(r) = &user.spec.password_secret_ref else { return Ok(None) };
+    let Some(r) = &user.spec.password_secret_ref else {
+        return Ok(None);
+    };
     let ns = user.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.kube.clone(), &ns);
     let secret = secrets
@@ -196,7 +199,8 @@ async fn password(user: &MatrixUser, ctx: &Context) -> Result<Option<SecretStrin
         .data
         .and_then(|d| d.get(&r.key).cloned())
         .ok_or_else(|| Error::Invalid(format!("password Secret {ns}/{} has no key {:?}", r.name, r.key)))?;
-    let text = String::from_utf8(value.0).map_err(|_| Error::Invalid(format!("key {:?} of {ns}/{} is not text", r.key, r.name)))?;
+    let text = String::from_utf8(value.0)
+        .map_err(|_| Error::Invalid(format!("key {:?} of {ns}/{} is not text", r.key, r.name)))?;
     Ok(Some(SecretString::new(text.trim_end_matches('\n'))))
 }
 
@@ -215,7 +219,14 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     if account.is_some_and(|a| !a.deactivated || erase) {
         session.admin.deactivate_user(&user_id, erase).await.map_err(Error::synapse("deactivating the account"))?;
         let what = if erase { "erased" } else { "deactivated" };
-        publish(ctx, user, EventType::Normal, "AccountDeactivated", &format!("{what} {user_id}: the MatrixUser was deleted")).await;
+        publish(
+            ctx,
+            user,
+            EventType::Normal,
+            "AccountDeactivated",
+            &format!("{what} {user_id}: the MatrixUser was deleted"),
+        )
+        .await;
     }
     Ok(Action::await_change())
 }
@@ -233,27 +244,5 @@ async fn report_failure(user: &MatrixUser, ctx: &Context, err: &Error) {
 }
 
 async fn write_status(user: &MatrixUser, ctx: &Context, status: &MatrixUserStatus) -> Result<(), Error> {
-    if user.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &user.namespace().unwrap_or_default());
-    // Server-side apply: a field this manager no longer sends (a dropped avatar) is removed.
-    let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixUser", "status": status});
-    api.patch_status(&user.name_any(), &PatchParams::apply(crate::MANAGER).force(), &Patch::Apply(body))
-        .await
-        .map_err(|e| Error::Kube("writing status".into(), e))?;
-    Ok(())
-}
-
-pub(super) async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::debug!(error = %e, "cannot publish event");
-    }
+    status::write(user, user.status.as_ref(), ctx, status).await
 }

@@ -9,14 +9,13 @@ mod source;
 mod user;
 
 pub use link::{
-    LinkDeletionPolicy, MembershipMode, PlanSummary, SpaceRoomLink, SpaceRoomLinkSpec,
-    SpaceRoomLinkStatus,
+    LinkDeletionPolicy, MembershipMode, PlanSummary, SpaceRoomLink, SpaceRoomLinkSpec, SpaceRoomLinkStatus,
 };
 pub use source::{ExoSource, ExoSourceSpec, ExoSourceStatus, SpaceFilter};
 pub use user::{AvatarStatus, MatrixUser, MatrixUserSpec, MatrixUserStatus, SecretKeyRef, UserDeletionPolicy};
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 pub const GROUP: &str = "exomatrix.dev";
 
@@ -26,8 +25,7 @@ pub mod patterns {
     /// space's name, lowercased, with anything but ASCII letters and digits turned into `_`.
     pub const SPACE_GROUP_ID: &str = r"^[a-z0-9_][a-z0-9_.\-]*$";
     /// `!opaque:server[:port]` (room versions 1–11) or the domainless `!opaque` of version 12.
-    pub const ROOM_ID: &str =
-        r"^![^:\s]+(:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?)?$";
+    pub const ROOM_ID: &str = r"^![^:\s]+(:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?)?$";
     /// eXo usernames: ASCII letters, digits, `.`, `_` and `-`.
     pub const USERNAME: &str = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$";
     pub const EMAIL: &str = r"^[^@\s]+@[^@\s]+\.[^@\s]+$";
@@ -66,10 +64,7 @@ mod tests {
             let name = file_name(&crd);
             let generated = to_yaml(&crd).expect("CRDs serialize");
             let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-            assert!(
-                on_disk == generated,
-                "crds/{name} is stale: run `cargo run -- crdgen --out crds`"
-            );
+            assert!(on_disk == generated, "crds/{name} is stale: run `cargo run -- crdgen --out crds`");
         }
     }
 

@@ -88,7 +88,9 @@ impl RoomAction {
             RoomAction::SetRoomTopic { .. } => "set the room topic".into(),
             RoomAction::SetRoomAvatar { url, .. } => format!("set the room avatar to {url}"),
             RoomAction::SetPowerLevels { .. } => "set the power levels".into(),
-            RoomAction::SetMarker { space_group_id, .. } => format!("marked the room as space {space_group_id}'s"),
+            RoomAction::SetMarker { space_group_id, .. } => {
+                format!("marked the room as space {space_group_id}'s")
+            }
             RoomAction::JoinUser { user_id, .. } => format!("joined {user_id}"),
             RoomAction::InviteUser { user_id, .. } => format!("invited {user_id}"),
             RoomAction::KickUser { user_id, .. } => format!("removed {user_id}"),
@@ -254,7 +256,9 @@ pub fn plan_room(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
         let current = o.membership.get(user);
         let action = match (d.mode, current) {
             (_, Some(Membership::Join)) | (_, Some(Membership::Ban)) => None,
-            (MembershipMode::Enforce, _) => Some(RoomAction::JoinUser { room_id: room_id.clone(), user_id: user.clone() }),
+            (MembershipMode::Enforce, _) => {
+                Some(RoomAction::JoinUser { room_id: room_id.clone(), user_id: user.clone() })
+            }
             // Invite mode respects leaving: only people never in the room are invited.
             (MembershipMode::Invite, None) => {
                 Some(RoomAction::InviteUser { room_id: room_id.clone(), user_id: user.clone() })
@@ -267,7 +271,11 @@ pub fn plan_room(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
         let present = matches!(m, Membership::Join | Membership::Invite);
         let removable = d.managed.contains(user) && *user != d.operator && !o.creators.contains(user);
         if present && removable && !d.members.contains(user) {
-            actions.push(RoomAction::KickUser { room_id: room_id.clone(), user_id: user.clone(), reason: d.kick_reason.clone() });
+            actions.push(RoomAction::KickUser {
+                room_id: room_id.clone(),
+                user_id: user.clone(),
+                reason: d.kick_reason.clone(),
+            });
         }
     }
     actions
@@ -294,7 +302,9 @@ pub fn guard(d: &DesiredRoom, o: &ObservedRoom, actions: &[RoomAction], limits: 
     let managed_present = o
         .membership
         .iter()
-        .filter(|(u, m)| matches!(m, Membership::Join | Membership::Invite) && d.managed.contains(*u) && **u != d.operator)
+        .filter(|(u, m)| {
+            matches!(m, Membership::Join | Membership::Invite) && d.managed.contains(*u) && **u != d.operator
+        })
         .count();
     if kicks > limits.min_kicks && (kicks as f64) > limits.max_share * managed_present as f64 {
         return Some(format!(
@@ -309,7 +319,11 @@ pub fn guard(d: &DesiredRoom, o: &ObservedRoom, actions: &[RoomAction], limits: 
         .and_then(Value::as_object)
         .map(|u| {
             u.iter()
-                .filter(|(id, l)| d.managed.contains(*id) && **id != d.operator && l.as_i64().is_some_and(|l| l > 0 && l < SPACE_OWNED_LEVEL))
+                .filter(|(id, l)| {
+                    d.managed.contains(*id)
+                        && **id != d.operator
+                        && l.as_i64().is_some_and(|l| l > 0 && l < SPACE_OWNED_LEVEL)
+                })
                 .map(|(id, _)| id)
                 .collect()
         })

@@ -39,13 +39,27 @@ pub struct ObservedUser {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserAction {
-    CreateUser { user_id: String, update: UserUpdate },
-    UpdateUser { user_id: String, update: UserUpdate },
-    DeactivateUser { user_id: String },
-    ReactivateUser { user_id: String, update: UserUpdate },
+    CreateUser {
+        user_id: String,
+        update: UserUpdate,
+    },
+    UpdateUser {
+        user_id: String,
+        update: UserUpdate,
+    },
+    DeactivateUser {
+        user_id: String,
+    },
+    ReactivateUser {
+        user_id: String,
+        update: UserUpdate,
+    },
     /// Synapse sends notification emails through an email pusher; accounts made
     /// through the admin API get none, so the operator adds it.
-    CreateEmailPusher { user_id: String, email: String },
+    CreateEmailPusher {
+        user_id: String,
+        email: String,
+    },
 }
 
 impl UserAction {
@@ -126,9 +140,10 @@ pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser) -> Vec<UserActi
     // Deactivation drops pushers, so a reactivated account needs its pusher again.
     let reactivating = matches!(actions.first(), Some(UserAction::ReactivateUser { .. }));
     if let Some(email) = &desired.email
-        && (reactivating || !observed.email_pushers.contains(email)) {
-            actions.push(UserAction::CreateEmailPusher { user_id, email: email.clone() });
-        }
+        && (reactivating || !observed.email_pushers.contains(email))
+    {
+        actions.push(UserAction::CreateEmailPusher { user_id, email: email.clone() });
+    }
     actions
 }
 
@@ -148,16 +163,16 @@ fn full_profile(desired: &DesiredUser) -> UserUpdate {
 fn profile_diff(desired: &DesiredUser, account: &AdminUser) -> UserUpdate {
     let mut update = UserUpdate::default();
     if let Some(name) = &desired.displayname
-        && account.displayname.as_ref() != Some(name) {
-            update.displayname = Some(name.clone());
-        }
+        && account.displayname.as_ref() != Some(name)
+    {
+        update.displayname = Some(name.clone());
+    }
     let emails: BTreeSet<&str> =
         account.threepids.iter().filter(|t| t.medium == "email").map(|t| t.address.as_str()).collect();
     let wanted: BTreeSet<&str> = desired.email.iter().map(String::as_str).collect();
     if emails != wanted {
         // Keep other media (phone numbers); the spec owns the email addresses.
-        let mut threepids: Vec<Threepid> =
-            account.threepids.iter().filter(|t| t.medium != "email").cloned().collect();
+        let mut threepids: Vec<Threepid> = account.threepids.iter().filter(|t| t.medium != "email").cloned().collect();
         threepids.extend(wanted.iter().map(|e| Threepid::email(e)));
         update.threepids = Some(threepids);
     }

@@ -44,8 +44,7 @@ struct MatrixError {
 
 impl Synapse {
     pub fn new(base_url: &str) -> Result<Self, Error> {
-        let base = Url::parse(base_url.trim_end_matches('/'))
-            .map_err(|_| Error::InvalidUrl(base_url.to_owned()))?;
+        let base = Url::parse(base_url.trim_end_matches('/')).map_err(|_| Error::InvalidUrl(base_url.to_owned()))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))

@@ -49,9 +49,7 @@ impl Error {
         match self {
             Error::Api { retry_after: Some(d), .. } => RetryKind::After(*d),
             Error::Api { status, .. } if *status == 429 || *status >= 500 => RetryKind::Transient,
-            Error::Api { .. } | Error::Decode { .. } | Error::InvalidUrl(_) | Error::Url(_) => {
-                RetryKind::Permanent
-            }
+            Error::Api { .. } | Error::Decode { .. } | Error::InvalidUrl(_) | Error::Url(_) => RetryKind::Permanent,
             Error::Network { .. } => RetryKind::Transient,
         }
     }

@@ -95,9 +95,6 @@ mod tests {
         // Reference value from Python:
         // hmac.new(b"secret", b"abc\0alice\0pw\0notadmin", hashlib.sha1).hexdigest()
         let secret = SecretString::new("secret");
-        assert_eq!(
-            registration_mac(&secret, "abc", "alice", "pw", false),
-            "42e32623fe124933c326f9d2d67ff7c617915a10"
-        );
+        assert_eq!(registration_mac(&secret, "abc", "alice", "pw", false), "42e32623fe124933c326f9d2d67ff7c617915a10");
     }
 }

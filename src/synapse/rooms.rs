@@ -131,13 +131,14 @@ impl Synapse {
     }
 
     /// PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
-    pub async fn put_state(&self, room_id: &str, kind: &str, state_key: &str, content: &Value) -> Result<String, Error> {
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/state/{}/{}",
-            enc(room_id),
-            enc(kind),
-            enc(state_key)
-        );
+    pub async fn put_state(
+        &self,
+        room_id: &str,
+        kind: &str,
+        state_key: &str,
+        content: &Value,
+    ) -> Result<String, Error> {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/{}", enc(room_id), enc(kind), enc(state_key));
         let e: EventId = self.put(&path, content).await?;
         Ok(e.event_id)
     }
@@ -206,13 +207,15 @@ impl Synapse {
     /// (and, in an invite-only room, an invite).
     pub async fn make_room_admin(&self, room_id: &str, user_id: &str) -> Result<(), Error> {
         let body = serde_json::json!({"user_id": user_id});
-        let _: Ignored = self.post(&format!("/_synapse/admin/v1/rooms/{}/make_room_admin", enc(room_id)), &body).await?;
+        let _: Ignored =
+            self.post(&format!("/_synapse/admin/v1/rooms/{}/make_room_admin", enc(room_id)), &body).await?;
         Ok(())
     }
 
     /// POST /_matrix/client/v3/join/{roomId} — the token's own account joins.
     pub async fn join(&self, room_id: &str) -> Result<(), Error> {
-        let _: Ignored = self.post(&format!("/_matrix/client/v3/join/{}", enc(room_id)), &serde_json::json!({})).await?;
+        let _: Ignored =
+            self.post(&format!("/_matrix/client/v3/join/{}", enc(room_id)), &serde_json::json!({})).await?;
         Ok(())
     }
 
@@ -232,12 +235,7 @@ impl Synapse {
     /// GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
     /// `None` when the room has no such state event.
     pub async fn room_state(&self, room_id: &str, kind: &str, state_key: &str) -> Result<Option<Value>, Error> {
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/state/{}/{}",
-            enc(room_id),
-            enc(kind),
-            enc(state_key)
-        );
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/{}", enc(room_id), enc(kind), enc(state_key));
         match self.get(&path).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is(404, "M_NOT_FOUND") => Ok(None),

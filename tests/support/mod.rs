@@ -22,10 +22,7 @@ pub struct Platform {
 
 impl Platform {
     pub fn var(&self, name: &str) -> &str {
-        self.env
-            .get(name)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("{name} missing from target/platform/env"))
+        self.env.get(name).map(String::as_str).unwrap_or_else(|| panic!("{name} missing from target/platform/env"))
     }
     pub fn kubeconfig(&self) -> &str {
         self.var("KUBECONFIG")
@@ -79,10 +76,7 @@ pub fn platform() -> &'static Platform {
     static PLATFORM: OnceLock<Platform> = OnceLock::new();
     PLATFORM.get_or_init(|| {
         let root = repo_root();
-        let status = Command::new(root.join("tests/platform.sh"))
-            .arg("up")
-            .status()
-            .expect("tests/platform.sh runs");
+        let status = Command::new(root.join("tests/platform.sh")).arg("up").status().expect("tests/platform.sh runs");
         assert!(status.success(), "tests/platform.sh up failed");
         let env = parse_env(&root.join("target/platform/env"));
         let p = Platform { env };
@@ -90,10 +84,7 @@ pub fn platform() -> &'static Platform {
         let crds = crds.to_str().expect("utf-8 path");
         let (ok, _, err) = p.kubectl_run(&["apply", "--server-side", "--force-conflicts", "-f", crds], None);
         assert!(ok, "installing CRDs failed: {err}");
-        let (ok, _, err) = p.kubectl_run(
-            &["wait", "--for=condition=Established", "--timeout=60s", "-f", crds],
-            None,
-        );
+        let (ok, _, err) = p.kubectl_run(&["wait", "--for=condition=Established", "--timeout=60s", "-f", crds], None);
         assert!(ok, "CRDs not Established: {err}");
         p
     })
@@ -112,9 +103,8 @@ fn parse_env(path: &Path) -> BTreeMap<String, String> {
 pub async fn kube_client() -> Client {
     let p = platform();
     let kubeconfig = Kubeconfig::read_from(p.kubeconfig()).expect("kubeconfig parses");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig is usable");
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig is usable");
     Client::try_from(config).expect("client builds")
 }
 
@@ -122,10 +112,8 @@ pub async fn kube_client() -> Client {
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}-{:x}{n}", (std::process::id() ^ nanos) & 0xfffff)
 }
 
@@ -133,7 +121,8 @@ pub fn unique(prefix: &str) -> String {
 /// no namespace controller to finish deleting them, and each platform start is fresh.
 pub async fn namespace(client: &Client, prefix: &str) -> String {
     let name = unique(prefix);
-    let ns = Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+    let ns =
+        Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace created");
     name
 }
@@ -220,7 +209,8 @@ pub async fn credentials_secret(client: &Client, ns: &str, name: &str, pairs: &[
 /// bootstraps its own admin account.
 pub async fn shared_secret_credentials(client: &Client, ns: &str) -> &'static str {
     let p = platform();
-    credentials_secret(client, ns, "matrix", &[("sharedSecret", p.shared_secret()), ("serverUrl", p.synapse_url())]).await;
+    credentials_secret(client, ns, "matrix", &[("sharedSecret", p.shared_secret()), ("serverUrl", p.synapse_url())])
+        .await;
     "matrix"
 }
 
@@ -270,16 +260,11 @@ pub async fn admin_token() -> exo_matrix_operator::secret::SecretString {
 
 /// The `Ready` condition of an object's status as (status, reason, message).
 pub fn condition(status: Option<&serde_json::Value>, type_: &str) -> Option<(String, String, String)> {
-    status?
-        .get("conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or_default().to_owned(),
-                c["reason"].as_str().unwrap_or_default().to_owned(),
-                c["message"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+    status?.get("conditions")?.as_array()?.iter().find(|c| c["type"] == type_).map(|c| {
+        (
+            c["status"].as_str().unwrap_or_default().to_owned(),
+            c["reason"].as_str().unwrap_or_default().to_owned(),
+            c["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    })
 }

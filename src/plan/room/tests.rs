@@ -17,7 +17,10 @@ fn desired(members: &[&str], managers: &[&str]) -> DesiredRoom {
         managers: managers.iter().map(|u| id(u)).collect(),
         manager_level: 50,
         mode: MembershipMode::Enforce,
-        managed: ["ann", "bob", "cat", "dan", "eve", "fay", "gil", "hal", "ida", "joe", "kim"].iter().map(|u| id(u)).collect(),
+        managed: ["ann", "bob", "cat", "dan", "eve", "fay", "gil", "hal", "ida", "joe", "kim"]
+            .iter()
+            .map(|u| id(u))
+            .collect(),
         operator: OP.into(),
         kick_reason: "left the space Support Team".into(),
     }
@@ -126,7 +129,11 @@ fn invite_mode_invites_once_and_respects_leaving() {
     assert_eq!(invites.len(), 1, "bob left and is not re-invited: {actions:?}");
     // Enforce re-joins whoever left.
     d.mode = MembershipMode::Enforce;
-    assert!(plan_room(&d, &o).iter().any(|a| matches!(a, RoomAction::JoinUser { user_id, .. } if user_id == "@bob:exo.test")));
+    assert!(
+        plan_room(&d, &o)
+            .iter()
+            .any(|a| matches!(a, RoomAction::JoinUser { user_id, .. } if user_id == "@bob:exo.test"))
+    );
 }
 
 #[test]
@@ -153,9 +160,24 @@ fn topic_strips_html_and_keeps_it_as_m_topic() {
 #[test]
 fn observes_creators_only_for_v12() {
     let state = vec![
-        RoomStateEvent { kind: "m.room.create".into(), state_key: "".into(), sender: OP.into(), content: json!({"room_version": "12"}) },
-        RoomStateEvent { kind: "m.room.member".into(), state_key: id("ann"), sender: OP.into(), content: json!({"membership": "invite"}) },
-        RoomStateEvent { kind: MARKER_TYPE.into(), state_key: "support_team".into(), sender: OP.into(), content: marker("support_team") },
+        RoomStateEvent {
+            kind: "m.room.create".into(),
+            state_key: "".into(),
+            sender: OP.into(),
+            content: json!({"room_version": "12"}),
+        },
+        RoomStateEvent {
+            kind: "m.room.member".into(),
+            state_key: id("ann"),
+            sender: OP.into(),
+            content: json!({"membership": "invite"}),
+        },
+        RoomStateEvent {
+            kind: MARKER_TYPE.into(),
+            state_key: "support_team".into(),
+            sender: OP.into(),
+            content: marker("support_team"),
+        },
     ];
     let o = observe(&state, "support_team");
     assert!(o.creators.contains(OP));

@@ -53,7 +53,8 @@ fn an_account_in_sync_needs_nothing() {
 fn drifted_display_name_and_email_are_put_back_in_one_call() {
     let observed = account(|a| {
         a.displayname = Some("Someone Else".into());
-        a.threepids = vec![Threepid::email("other@example.org"), Threepid { medium: "msisdn".into(), address: "331".into() }];
+        a.threepids =
+            vec![Threepid::email("other@example.org"), Threepid { medium: "msisdn".into(), address: "331".into() }];
     });
     let actions = assert_converges(&desired(), &observed);
     let UserAction::UpdateUser { update, .. } = &actions[0] else { panic!("{actions:?}") };
@@ -107,10 +108,14 @@ fn avatar_is_set_replaced_and_cleared() {
     let mut d = desired();
     d.avatar = AvatarWish::Set("mxc://exo.test/new".into());
     let actions = assert_converges(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/old".into())));
-    assert!(matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.avatar_url.as_deref() == Some("mxc://exo.test/new")));
+    assert!(
+        matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.avatar_url.as_deref() == Some("mxc://exo.test/new"))
+    );
     d.avatar = AvatarWish::Clear;
     let actions = assert_converges(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/old".into())));
-    assert!(matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.avatar_url.as_deref() == Some("")));
+    assert!(
+        matches!(&actions[..], [UserAction::UpdateUser { update, .. }] if update.avatar_url.as_deref() == Some(""))
+    );
     // An avatar we never managed is left alone.
     d.avatar = AvatarWish::Leave;
     assert_eq!(plan_user(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/theirs".into()))), vec![]);

@@ -1,8 +1,10 @@
 //! The SpaceRoomLink controller: one eXo space, one Matrix room.
 
+mod create;
+mod delete;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
@@ -11,15 +13,14 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::user::publish;
+use super::status::{self, publish};
 use super::{Context, Error, avatar, conditions};
-use crate::crd::{LinkDeletionPolicy, MatrixUser, PlanSummary, SpaceRoomLink, SpaceRoomLinkStatus};
+use crate::crd::{MatrixUser, PlanSummary, SpaceRoomLink, SpaceRoomLinkStatus};
 use crate::plan::room::{self, DesiredRoom, MARKER_TYPE, RoomAction, plan_room};
 use crate::plan::user::AvatarWish;
 use crate::session::{Session, chain};
-use crate::synapse::{CreateRoom, StateEvent};
 
 pub const FINALIZER: &str = "exomatrix.dev/room";
 /// Lets one pass exceed the blast-radius limit; removed after that pass.
@@ -33,7 +34,7 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
     let result = finalizer(&api, FINALIZER, link.clone(), |event| async {
         match event {
             finalizer::Event::Apply(l) => apply(&l, &ctx).await,
-            finalizer::Event::Cleanup(l) => cleanup(&l, &ctx).await,
+            finalizer::Event::Cleanup(l) => delete::cleanup(&l, &ctx).await,
         }
     })
     .await;
@@ -66,7 +67,8 @@ pub struct ReadinessCache(std::sync::Mutex<BTreeMap<String, Readiness>>);
 impl ReadinessCache {
     /// True when `user`'s readiness differs from the last time it was seen.
     pub fn changed(&self, user: &MatrixUser) -> bool {
-        let ready = user.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let ready =
+            user.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         let member = ready && user.spec.enabled && user.metadata.deletion_timestamp.is_none();
         let now = (user.status.as_ref().and_then(|s| s.user_id.clone()), member);
         let key = format!("{}/{}", user.namespace().unwrap_or_default(), user.spec.username);
@@ -100,7 +102,7 @@ fn conflicting_owner(link: &SpaceRoomLink, ctx: &Context) -> Option<Arc<SpaceRoo
         .min_by_key(|l| key(l))
 }
 
-struct Members {
+pub(super) struct Members {
     members: BTreeSet<String>,
     managers: BTreeSet<String>,
     pending: Vec<String>,
@@ -108,7 +110,7 @@ struct Members {
 }
 
 /// Maps listed usernames to ready accounts of the same namespace.
-fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Members {
+pub(super) fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Members {
     let users = ctx.users.as_ref().map(|s| s.state()).unwrap_or_default();
     let ready_id = |u: &MatrixUser| -> Option<String> {
         let status = u.status.as_ref()?;
@@ -138,10 +140,6 @@ fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Members {
     m
 }
 
-fn alias_of(link: &SpaceRoomLink, ctx: &Context, session: &Session) -> String {
-    format!("#{}{}:{}", ctx.settings.alias_prefix, link.spec.space_group_id, session.server_name)
-}
-
 async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     let session = ctx.session()?;
     let generation = link.metadata.generation;
@@ -166,18 +164,21 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     status.pending_member_count = Some(members.pending.len() as i64);
     status.pending_members = members.pending.iter().take(PENDING_LISTED).cloned().collect();
 
-    let room_id = match room_of(link, ctx, &session, &mut status).await? {
+    let room_id = match create::room_of(link, ctx, &session, &mut status).await? {
         Some(id) => id,
         None => {
             let (reason, message) = if link.spec.suspend {
                 ("Suspended", "suspended: would create the room".to_owned())
             } else {
-                ("WaitingForRoom", "neither roomId nor create: true is set; set one to give this space a room".to_owned())
+                (
+                    "WaitingForRoom",
+                    "neither roomId nor create: true is set; set one to give this space a room".to_owned(),
+                )
             };
             if link.spec.suspend {
                 status.plan = Some(PlanSummary {
                     counts: [("CreateRoom".to_owned(), 1)].into(),
-                    first_actions: vec![format!("create room {}", alias_of(link, ctx, &session))],
+                    first_actions: vec![format!("create room {}", create::alias_of(link, ctx, &session))],
                 });
             }
             conditions::set(&mut status.conditions, "RoomReady", false, reason, &message, generation);
@@ -208,7 +209,9 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     }
     let allowed = link.annotations().get(ALLOW_MASS_CHANGE).is_some_and(|v| v != "false");
     if let Some(why) = room::guard(&desired, &observed, &actions, ctx.settings.blast_radius).filter(|_| !allowed) {
-        let message = format!("{why}; nothing was changed. Raise the limit or set the annotation {ALLOW_MASS_CHANGE}=true for one pass");
+        let message = format!(
+            "{why}; nothing was changed. Raise the limit or set the annotation {ALLOW_MASS_CHANGE}=true for one pass"
+        );
         conditions::set(&mut status.conditions, "Blocked", true, "BlastRadius", &message, generation);
         conditions::set(&mut status.conditions, "Ready", false, "Blocked", &message, generation);
         write_status(link, ctx, &status).await?;
@@ -222,11 +225,8 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
         clear_allow_annotation(link, ctx).await?;
     }
     let after = room::apply(&observed, &actions);
-    let joined = after
-        .membership
-        .iter()
-        .filter(|(u, m)| **m == room::Membership::Join && **u != session.user_id)
-        .count();
+    let joined =
+        after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && **u != session.user_id).count();
     status.joined_members = Some(joined as i64);
     status.plan = None;
     status.last_sync_time = Some(conditions::now_rfc3339());
@@ -236,7 +236,14 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
         Some(p) => conditions::set(&mut status.conditions, "AvatarSynced", false, "AvatarUnavailable", p, generation),
         None => conditions::remove(&mut status.conditions, "AvatarSynced"),
     }
-    conditions::set(&mut status.conditions, "Ready", true, "Synced", &format!("room {room_id} matches the space"), generation);
+    conditions::set(
+        &mut status.conditions,
+        "Ready",
+        true,
+        "Synced",
+        &format!("room {room_id} matches the space"),
+        generation,
+    );
     write_status(link, ctx, &status).await?;
     Ok(ctx.resync())
 }
@@ -245,7 +252,7 @@ fn members_pending(status: &SpaceRoomLinkStatus) -> i64 {
     status.pending_member_count.unwrap_or(0)
 }
 
-fn desired_room(
+pub(super) fn desired_room(
     link: &SpaceRoomLink,
     session: &Session,
     room_id: &str,
@@ -277,127 +284,6 @@ fn summary(actions: &[RoomAction]) -> PlanSummary {
     PlanSummary { counts, first_actions: actions.iter().take(FIRST_ACTIONS).map(RoomAction::describe).collect() }
 }
 
-/// The room of this link: already known, linked by id, or created (idempotently
-/// through its alias). Writes `status.roomId` as soon as it is known.
-async fn room_of(
-    link: &SpaceRoomLink,
-    ctx: &Context,
-    session: &Session,
-    status: &mut SpaceRoomLinkStatus,
-) -> Result<Option<String>, Error> {
-    let admin = &session.admin;
-    if let Some(id) = status.room_id.clone().filter(|id| link.spec.room_id.as_ref().is_none_or(|wanted| wanted == id)) {
-        return Ok(Some(id));
-    }
-    if let Some(id) = &link.spec.room_id {
-        if link.spec.suspend {
-            return Ok(Some(id.clone()));
-        }
-        admin
-            .room_details(id)
-            .await
-            .map_err(Error::synapse("looking up the room"))?
-            .ok_or_else(|| Error::RoomNotFound(format!("room {id} does not exist on this homeserver; nothing was created")))?;
-        let members = admin.room_members(id).await.map_err(Error::synapse("listing the room's members"))?;
-        if !members.contains(&session.user_id) {
-            admin.make_room_admin(id, &session.user_id).await.map_err(Error::synapse("making the operator room admin"))?;
-            admin.join(id).await.map_err(Error::synapse("joining the room"))?;
-            publish(ctx, link, EventType::Normal, "RoomLinked", &format!("took over room {id}")).await;
-        }
-        record_room(link, ctx, status, id, None).await?;
-        return Ok(Some(id.clone()));
-    }
-    if !link.spec.create || link.spec.suspend {
-        return Ok(None);
-    }
-    let alias = alias_of(link, ctx, session);
-    if let Some(id) = adoptable(link, session, &alias).await? {
-        record_room(link, ctx, status, &id, Some(&alias)).await?;
-        return Ok(Some(id));
-    }
-    let request = create_request(link, ctx, session).await?;
-    let id = match admin.create_room(&request).await {
-        Ok(id) => id,
-        // createRoom is not atomic: a failed one may still have made the room and its alias.
-        Err(e) => match adoptable(link, session, &alias).await? {
-            Some(id) => id,
-            None => return Err(Error::synapse("creating the room")(e)),
-        },
-    };
-    publish(ctx, link, EventType::Normal, "RoomCreated", &format!("created room {id} ({alias})")).await;
-    record_room(link, ctx, status, &id, Some(&alias)).await?;
-    Ok(Some(id))
-}
-
-/// The room behind `alias` if this operator made it for this space.
-async fn adoptable(link: &SpaceRoomLink, session: &Session, alias: &str) -> Result<Option<String>, Error> {
-    let admin = &session.admin;
-    let Some(id) = admin.resolve_alias(alias).await.map_err(Error::synapse("resolving the room alias"))? else {
-        return Ok(None);
-    };
-    let marker = admin.room_state(&id, MARKER_TYPE, &link.spec.space_group_id).await.ok().flatten();
-    let ours = match marker {
-        Some(m) => m == room::marker(&link.spec.space_group_id),
-        None => admin
-            .room_details(&id)
-            .await
-            .map_err(Error::synapse("looking up the room"))?
-            .is_some_and(|d| d.creator.as_deref() == Some(session.user_id.as_str())),
-    };
-    if ours {
-        Ok(Some(id))
-    } else {
-        Err(Error::Invalid(format!("the alias {alias} belongs to room {id}, which this operator did not create; set roomId to link it")))
-    }
-}
-
-async fn create_request(link: &SpaceRoomLink, ctx: &Context, session: &Session) -> Result<CreateRoom, Error> {
-    let version = session.admin.default_room_version().await.map_err(Error::synapse("reading the room versions"))?;
-    let creators: BTreeSet<String> =
-        if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
-    // Members and avatar come in the first reconcile after creation; the power
-    // levels and all state go into createRoom itself.
-    let m = resolve_members(link, ctx);
-    let desired = desired_room(link, session, "", m, AvatarWish::Leave);
-    let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
-    let mut power_levels = room::desired_power_levels(&desired, &base, &creators);
-    if creators.is_empty() {
-        power_levels["users"][&session.user_id] = json!(room::SPACE_OWNED_LEVEL);
-    }
-    let state = |kind: &str, key: &str, content: Value| StateEvent { kind: kind.into(), state_key: key.into(), content };
-    let mut initial_state = vec![
-        state("m.room.guest_access", "", json!({"guest_access": "forbidden"})),
-        state("m.room.history_visibility", "", json!({"history_visibility": "shared"})),
-        state("m.room.join_rules", "", json!({"join_rule": "invite"})),
-        state(MARKER_TYPE, &link.spec.space_group_id, room::marker(&link.spec.space_group_id)),
-    ];
-    if let Some(d) = &link.spec.description {
-        initial_state.push(state("m.room.topic", "", room::topic_content(d)));
-    }
-    Ok(CreateRoom {
-        preset: Some("private_chat"),
-        room_version: Some(version),
-        name: link.spec.display_name.clone(),
-        room_alias_name: Some(format!("{}{}", ctx.settings.alias_prefix, link.spec.space_group_id)),
-        visibility: Some("private"),
-        initial_state,
-        power_level_content_override: Some(power_levels),
-        ..CreateRoom::default()
-    })
-}
-
-async fn record_room(
-    link: &SpaceRoomLink,
-    ctx: &Context,
-    status: &mut SpaceRoomLinkStatus,
-    room_id: &str,
-    alias: Option<&str>,
-) -> Result<(), Error> {
-    status.room_id = Some(room_id.to_owned());
-    status.room_alias = alias.map(str::to_owned);
-    write_status(link, ctx, status).await
-}
-
 /// State changes in order, then membership changes concurrently within a bound.
 async fn execute(link: &SpaceRoomLink, ctx: &Context, session: &Session, actions: &[RoomAction]) -> Result<(), Error> {
     let admin = &session.admin;
@@ -407,7 +293,9 @@ async fn execute(link: &SpaceRoomLink, ctx: &Context, session: &Session, actions
             RoomAction::SetRoomTopic { content, .. } => ("m.room.topic", String::new(), content.clone()),
             RoomAction::SetRoomAvatar { url, .. } => ("m.room.avatar", String::new(), json!({"url": url})),
             RoomAction::SetPowerLevels { content, .. } => ("m.room.power_levels", String::new(), content.clone()),
-            RoomAction::SetMarker { space_group_id, content, .. } => (MARKER_TYPE, space_group_id.clone(), content.clone()),
+            RoomAction::SetMarker { space_group_id, content, .. } => {
+                (MARKER_TYPE, space_group_id.clone(), content.clone())
+            }
             _ => continue,
         };
         let room_id = link_room(action);
@@ -423,7 +311,12 @@ async fn execute(link: &SpaceRoomLink, ctx: &Context, session: &Session, actions
     results.into_iter().collect()
 }
 
-async fn membership_change(link: &SpaceRoomLink, ctx: &Context, session: &Session, action: RoomAction) -> Result<(), Error> {
+async fn membership_change(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    action: RoomAction,
+) -> Result<(), Error> {
     let admin = &session.admin;
     let result = match &action {
         RoomAction::JoinUser { room_id, user_id } => admin.admin_join(room_id, user_id).await,
@@ -458,76 +351,10 @@ async fn clear_allow_annotation(link: &SpaceRoomLink, ctx: &Context) -> Result<(
     Ok(())
 }
 
-async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
-    let Some(room_id) = link.status.as_ref().and_then(|s| s.room_id.clone()) else {
-        return Ok(Action::await_change());
-    };
-    // A conflicting link never owned the room.
-    if link.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Conflict" && c.status == "True")) {
-        return Ok(Action::await_change());
-    }
-    match link.spec.deletion_policy {
-        LinkDeletionPolicy::Retain => {}
-        LinkDeletionPolicy::Archive => archive(link, ctx, &room_id).await?,
-        LinkDeletionPolicy::Delete => {
-            let session = ctx.session()?;
-            let delete_id = session.admin.delete_room(&room_id).await.map_err(Error::synapse("deleting the room"))?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-            loop {
-                let state = session.admin.delete_status(&delete_id).await.map_err(Error::synapse("waiting for the room deletion"))?;
-                match state.as_str() {
-                    "complete" => break,
-                    "failed" => return Err(Error::Invalid(format!("Synapse could not delete room {room_id}"))),
-                    _ if tokio::time::Instant::now() > deadline => {
-                        return Err(Error::Invalid(format!("deletion of room {room_id} still {state} after 2 minutes")));
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(300)).await,
-                }
-            }
-            publish(ctx, link, EventType::Normal, "RoomDeleted", &format!("deleted and purged room {room_id}")).await;
-        }
-    }
-    Ok(Action::await_change())
-}
-
-/// Kicks managed members, makes the room read-only and marks its topic as archived.
-async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &str) -> Result<(), Error> {
-    let session = ctx.session()?;
-    let admin = &session.admin;
-    let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the room state"))?;
-    let observed = room::observe(&state, &link.spec.space_group_id);
-    let managed = resolve_members(link, ctx).managed;
-    for (user, m) in &observed.membership {
-        let present = matches!(m, room::Membership::Join | room::Membership::Invite);
-        if present && managed.contains(user) && *user != session.user_id && !observed.creators.contains(user) {
-            let reason = format!("the space {} was archived", link.spec.space_group_id);
-            admin.kick(room_id, user, &reason).await.map_err(Error::synapse(format!("removing {user}")))?;
-        }
-    }
-    let mut pl = observed.power_levels.clone();
-    for key in ["events_default", "state_default", "invite"] {
-        pl[key] = json!(room::SPACE_OWNED_LEVEL);
-    }
-    if pl != observed.power_levels {
-        admin.put_state(room_id, "m.room.power_levels", "", &pl).await.map_err(Error::synapse("making the room read-only"))?;
-    }
-    let plain = observed.topic.as_ref().and_then(|t| t.get("topic")).and_then(Value::as_str).unwrap_or("").to_owned();
-    if !plain.starts_with("[archived]") {
-        let topic = json!({"topic": format!("[archived] {plain}").trim_end().to_owned()});
-        admin.put_state(room_id, "m.room.topic", "", &topic).await.map_err(Error::synapse("marking the topic"))?;
-    }
-    publish(ctx, link, EventType::Normal, "RoomArchived", &format!("archived room {room_id}")).await;
-    Ok(())
-}
-
-async fn write_status(link: &SpaceRoomLink, ctx: &Context, status: &SpaceRoomLinkStatus) -> Result<(), Error> {
-    if link.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<SpaceRoomLink> = Api::namespaced(ctx.kube.clone(), &link.namespace().unwrap_or_default());
-    let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "SpaceRoomLink", "status": status});
-    api.patch_status(&link.name_any(), &PatchParams::apply(crate::MANAGER).force(), &Patch::Apply(body))
-        .await
-        .map_err(|e| Error::Kube("writing status".into(), e))?;
-    Ok(())
+pub(super) async fn write_status(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    status: &SpaceRoomLinkStatus,
+) -> Result<(), Error> {
+    status::write(link, link.status.as_ref(), ctx, status).await
 }

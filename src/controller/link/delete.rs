@@ -1,0 +1,86 @@
+//! What happens to the room when its link is deleted.
+
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use serde_json::{Value, json};
+
+use super::resolve_members;
+use crate::controller::status::publish;
+use crate::controller::{Context, Error};
+use crate::crd::{LinkDeletionPolicy, SpaceRoomLink};
+use crate::plan::room;
+
+pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
+    let Some(room_id) = link.status.as_ref().and_then(|s| s.room_id.clone()) else {
+        return Ok(Action::await_change());
+    };
+    // A conflicting link never owned the room.
+    if link.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Conflict" && c.status == "True")) {
+        return Ok(Action::await_change());
+    }
+    match link.spec.deletion_policy {
+        LinkDeletionPolicy::Retain => {}
+        LinkDeletionPolicy::Archive => archive(link, ctx, &room_id).await?,
+        LinkDeletionPolicy::Delete => {
+            let session = ctx.session()?;
+            let delete_id = session.admin.delete_room(&room_id).await.map_err(Error::synapse("deleting the room"))?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let state = session
+                    .admin
+                    .delete_status(&delete_id)
+                    .await
+                    .map_err(Error::synapse("waiting for the room deletion"))?;
+                match state.as_str() {
+                    "complete" => break,
+                    "failed" => {
+                        return Err(Error::Invalid(format!("Synapse could not delete room {room_id}")));
+                    }
+                    _ if tokio::time::Instant::now() > deadline => {
+                        return Err(Error::Invalid(format!(
+                            "deletion of room {room_id} still {state} after 2 minutes"
+                        )));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(300)).await,
+                }
+            }
+            publish(ctx, link, EventType::Normal, "RoomDeleted", &format!("deleted and purged room {room_id}")).await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Kicks managed members, makes the room read-only and marks its topic as archived.
+async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &str) -> Result<(), Error> {
+    let session = ctx.session()?;
+    let admin = &session.admin;
+    let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the room state"))?;
+    let observed = room::observe(&state, &link.spec.space_group_id);
+    let managed = resolve_members(link, ctx).managed;
+    for (user, m) in &observed.membership {
+        let present = matches!(m, room::Membership::Join | room::Membership::Invite);
+        if present && managed.contains(user) && *user != session.user_id && !observed.creators.contains(user) {
+            let reason = format!("the space {} was archived", link.spec.space_group_id);
+            admin.kick(room_id, user, &reason).await.map_err(Error::synapse(format!("removing {user}")))?;
+        }
+    }
+    let mut pl = observed.power_levels.clone();
+    for key in ["events_default", "state_default", "invite"] {
+        pl[key] = json!(room::SPACE_OWNED_LEVEL);
+    }
+    if pl != observed.power_levels {
+        admin
+            .put_state(room_id, "m.room.power_levels", "", &pl)
+            .await
+            .map_err(Error::synapse("making the room read-only"))?;
+    }
+    let plain = observed.topic.as_ref().and_then(|t| t.get("topic")).and_then(Value::as_str).unwrap_or("").to_owned();
+    if !plain.starts_with("[archived]") {
+        let topic = json!({"topic": format!("[archived] {plain}").trim_end().to_owned()});
+        admin.put_state(room_id, "m.room.topic", "", &topic).await.map_err(Error::synapse("marking the topic"))?;
+    }
+    publish(ctx, link, EventType::Normal, "RoomArchived", &format!("archived room {room_id}")).await;
+    Ok(())
+}
