@@ -438,3 +438,19 @@ async fn prints_synapse_calls_of_a_first_reconcile_and_of_a_quiet_resync() {
     // createRoom + N joins + a handful of reads; anything near 2N+10 means repeated work.
     assert!(first_writes <= N + 3, "{first_writes} writes for {N} members");
 }
+
+#[tokio::test]
+async fn the_space_avatar_becomes_the_room_avatar() {
+    use support::http::{Files, png, serve};
+    let s = Space::new("srl-avatar").await;
+    let _op = Operator::start(&s.ns, "matrix", &[]);
+    let files = Files::default();
+    files.set("/space.png", "image/png", &png(7));
+    let base = serve(files).await;
+    let mut spec = s.spec("pic", &[], &[]);
+    spec.avatar_url = Some(format!("{base}/space.png"));
+    s.link("pic", spec).await;
+    let room = s.room("pic").await;
+    let uploaded = s.links.get("pic").await.expect("get").status.and_then(|st| st.avatar).expect("avatar in status");
+    assert_eq!(s.state(&room, "m.room.avatar").await["url"], uploaded.content_uri.as_str());
+}
