@@ -47,3 +47,82 @@ fn tempdir() -> String {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.to_string_lossy().into_owned()
 }
+
+/// A kubeconfig for the ServiceAccount `sa` in `ns`, from a token the API server signs.
+fn service_account_kubeconfig(ns: &str, sa: &str) -> String {
+    let p = platform();
+    let (ok, token, err) = p.kubectl_run(&["create", "token", sa, "-n", ns, "--duration=1h"], None);
+    assert!(ok, "kubectl create token: {err}");
+    let path = std::env::temp_dir().join(format!("{}.kubeconfig", support::unique("sa")));
+    std::fs::copy(p.kubeconfig(), &path).expect("copy kubeconfig");
+    let path = path.to_string_lossy().into_owned();
+    for args in [
+        vec!["config", "set-credentials", "operator-sa", &format!("--token={}", token.trim())],
+        vec!["config", "set-context", "local", "--user=operator-sa"],
+    ] {
+        let out = Command::new(p.kubectl()).args(&args).env("KUBECONFIG", &path).output().expect("kubectl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    path
+}
+
+#[test]
+fn chart_rbac_has_no_wildcards_and_is_namespaced_when_asked() {
+    let (ok, out) = helm(&["template", "demo", ".", "--show-only", "templates/rbac.yaml"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("'*'") && !out.contains("\"*\"") && !out.contains("[*]") && !out.contains("- *"), "{out}");
+    assert!(out.contains("kind: ClusterRole"), "{out}");
+    let (ok, out) =
+        helm(&["template", "demo", ".", "--show-only", "templates/rbac.yaml", "--set", "watchNamespace=spaces"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("kind: Role\n") && out.contains("kind: RoleBinding") && !out.contains("ClusterRole"), "{out}");
+}
+
+#[tokio::test]
+async fn the_operator_reconciles_under_the_charts_own_rbac() {
+    use exo_matrix_operator::crd::{MatrixUser, SpaceRoomLink};
+    use kube::Api;
+    use kube::api::PostParams;
+    use serde_json::json;
+
+    let p = platform();
+    let client = support::kube_client().await;
+    let ns = support::namespace(&client, "helm").await;
+    let out = Command::new(p.helm())
+        .args(["install", "rel", ".", "--namespace", &ns, "--set", "matrix.credentialsSecret=matrix", "--wait=false"])
+        .env("KUBECONFIG", p.kubeconfig())
+        .current_dir(repo_root())
+        .output()
+        .expect("helm runs");
+    assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
+    let (ok, _, err) = p.kubectl_run(&["get", "deployment", "rel-exo-matrix-operator", "-n", &ns], None);
+    assert!(ok, "the chart's Deployment exists: {err}");
+
+    let kubeconfig = service_account_kubeconfig(&ns, "rel-exo-matrix-operator");
+    // The ServiceAccount may not do what the chart did not grant.
+    let out = Command::new(p.kubectl())
+        .args(["auth", "can-i", "delete", "namespaces"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("kubectl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+
+    support::shared_secret_credentials(&client, &ns).await;
+    let _op = support::Operator::start_as(&kubeconfig, &ns, "matrix", &[]);
+    let users: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
+    let username = support::unique("rbac").replace('-', "_");
+    let user = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixUser",
+        "metadata": {"name": "rbac"}, "spec": {"username": username, "email": "rbac@example.org"}}))
+    .expect("user");
+    users.create(&PostParams::default(), &user).await.expect("user created");
+    let link = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "SpaceRoomLink",
+        "metadata": {"name": "rbac"}, "spec": {"spaceGroupId": format!("rbac_{username}"), "create": true, "members": [username]}}))
+    .expect("link");
+    links.create(&PostParams::default(), &link).await.expect("link created");
+    for kind in ["mxu", "srl"] {
+        let (ok, _, err) = p
+            .kubectl_run(&["wait", "-n", &ns, "--for=condition=Ready", &format!("{kind}/rbac"), "--timeout=40s"], None);
+        assert!(ok, "{kind}/rbac not Ready under the chart's RBAC: {err}");
+    }
+}

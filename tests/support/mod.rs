@@ -137,14 +137,18 @@ pub struct Operator {
 impl Operator {
     /// Starts `exo-matrix-operator run --namespace <ns> --credentials-secret <ns>/<secret>` plus `extra`.
     pub fn start(ns: &str, secret: &str, extra: &[&str]) -> Operator {
-        let p = platform();
+        Self::start_as(platform().kubeconfig(), ns, secret, extra)
+    }
+
+    /// Like `start`, with another identity (e.g. a ServiceAccount's kubeconfig).
+    pub fn start_as(kubeconfig: &str, ns: &str, secret: &str, extra: &[&str]) -> Operator {
         let log = repo_root().join("target/platform").join(format!("operator-{ns}-{}.log", unique("run")));
         let file = std::fs::File::create(&log).expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_exo-matrix-operator"))
             .args(["run", "--namespace", ns, "--credentials-secret", &format!("{ns}/{secret}")])
             .args(["--admin-username", &format!("op-{ns}")])
             .args(extra)
-            .env("KUBECONFIG", p.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,exo_matrix_operator=debug")
             .stdout(file.try_clone().expect("log fd"))
             .stderr(file)
