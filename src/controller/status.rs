@@ -30,6 +30,19 @@ where
     Ok(())
 }
 
+/// The object as the API server has it now. The watch cache may still hold the
+/// version from before our last status write, and status is the operator's
+/// memory (room id, uploaded avatar): acting on a stale copy would redo work.
+pub async fn fresh<K>(api: &Api<K>, obj: &std::sync::Arc<K>) -> Result<Option<std::sync::Arc<K>>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(&obj.name_any())
+        .await
+        .map(|o| o.map(std::sync::Arc::new))
+        .map_err(|e| Error::Kube("reading the object".into(), e))
+}
+
 /// Publishes an Event on `obj`; a failure to publish is logged, never fatal.
 pub async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,

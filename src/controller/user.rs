@@ -24,6 +24,7 @@ pub const FINALIZER: &str = "exomatrix.dev/account";
 pub async fn reconcile(user: Arc<MatrixUser>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = user.namespace().unwrap_or_default();
     let api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &ns);
+    let Some(user) = super::status::fresh(&api, &user).await? else { return Ok(Action::await_change()) };
     let result = finalizer(&api, FINALIZER, user.clone(), |event| async {
         match event {
             finalizer::Event::Apply(u) => apply(&u, &ctx).await,
