@@ -88,17 +88,20 @@ async fn the_operator_reconciles_under_the_charts_own_rbac() {
     let p = platform();
     let client = support::kube_client().await;
     let ns = support::namespace(&client, "helm").await;
+    // The ClusterRole is cluster-wide: each run needs its own release name.
+    let release = support::unique("rel");
+    let fullname = format!("{release}-exo-matrix-operator");
     let out = Command::new(p.helm())
-        .args(["install", "rel", ".", "--namespace", &ns, "--set", "matrix.credentialsSecret=matrix", "--wait=false"])
+        .args(["install", &release, ".", "--namespace", &ns, "--set", "matrix.credentialsSecret=matrix", "--wait=false"])
         .env("KUBECONFIG", p.kubeconfig())
         .current_dir(repo_root())
         .output()
         .expect("helm runs");
     assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
-    let (ok, _, err) = p.kubectl_run(&["get", "deployment", "rel-exo-matrix-operator", "-n", &ns], None);
+    let (ok, _, err) = p.kubectl_run(&["get", "deployment", &fullname, "-n", &ns], None);
     assert!(ok, "the chart's Deployment exists: {err}");
 
-    let kubeconfig = service_account_kubeconfig(&ns, "rel-exo-matrix-operator");
+    let kubeconfig = service_account_kubeconfig(&ns, &fullname);
     // The ServiceAccount may not do what the chart did not grant.
     let out = Command::new(p.kubectl())
         .args(["auth", "can-i", "delete", "namespaces"])
