@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 
 use crate::controller::{self, Context, Settings};
@@ -41,7 +41,6 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
     let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
     let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config);
-    let users = user_controller.store();
     let link_controller = Controller::new(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(cfg.settings.concurrency));
     let links = link_controller.store();
@@ -50,12 +49,20 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
     let readiness = controller::link::ReadinessCache::default();
     let link_controller =
         link_controller.watches(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default(), move |user| {
-            if readiness.changed(&user) {
-                controller::link::links_listing(&user, &links_for_mapper.state())
-            } else {
-                Vec::new()
+            if !readiness.changed(&user) {
+                return Vec::new();
             }
+            let links = controller::link::links_listing(&user, &links_for_mapper.state());
+            // No link to wake (yet: the link cache may still be filling): keep the change pending.
+            if links.is_empty() {
+                readiness.forget(&user);
+            }
+            links
         });
+
+    // A MatrixUser cache of our own: the controllers' stores offer no readiness
+    // signal that many reconciles can wait on, this one does.
+    let (users, caches_ready) = user_cache(api::<MatrixUser>(&client, &cfg.namespace));
 
     let ctx = Arc::new(Context {
         kube: client.clone(),
@@ -65,6 +72,7 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
         http: crate::avatar::http_client(),
         users: Some(users),
         links: Some(links),
+        caches_ready,
     });
 
     let shutdown = shutdown.boxed().shared();
@@ -81,6 +89,23 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
         .for_each(log_result);
     futures::join!(users_done, links_done);
     tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
+}
+
+/// A reflector over MatrixUsers driven by its own task, with a flag that turns
+/// true once the first full list is in.
+fn user_cache(api: Api<MatrixUser>) -> (reflector::Store<MatrixUser>, tokio::sync::watch::Receiver<bool>) {
+    let (reader, writer) = reflector::store();
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                let _ = ready_tx.send(true);
+            }
+        }
+    });
+    (reader, ready_rx)
 }
 
 async fn log_result<T, E: std::fmt::Display>(result: Result<T, E>) {

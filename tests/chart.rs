@@ -92,7 +92,16 @@ async fn the_operator_reconciles_under_the_charts_own_rbac() {
     let release = support::unique("rel");
     let fullname = format!("{release}-exo-matrix-operator");
     let out = Command::new(p.helm())
-        .args(["install", &release, ".", "--namespace", &ns, "--set", "matrix.credentialsSecret=matrix", "--wait=false"])
+        .args([
+            "install",
+            &release,
+            ".",
+            "--namespace",
+            &ns,
+            "--set",
+            "matrix.credentialsSecret=matrix",
+            "--wait=false",
+        ])
         .env("KUBECONFIG", p.kubeconfig())
         .current_dir(repo_root())
         .output()

@@ -51,6 +51,9 @@ pub struct Context {
     pub users: Option<kube::runtime::reflector::Store<crate::crd::MatrixUser>>,
     /// Every SpaceRoomLink the operator watches: conflicts between links.
     pub links: Option<kube::runtime::reflector::Store<crate::crd::SpaceRoomLink>>,
+    /// Turns true once the MatrixUser cache holds the whole list. (A controller
+    /// store's own `wait_until_ready` wakes only one of several waiters.)
+    pub caches_ready: watch::Receiver<bool>,
 }
 
 impl Context {
@@ -61,6 +64,13 @@ impl Context {
             SessionState::Starting => Err(Error::NoSession("connecting to Synapse".into())),
             SessionState::Failed(why) => Err(Error::NoSession(why.clone())),
         }
+    }
+
+    /// Waits until the MatrixUser cache holds the whole list once (a link's own
+    /// cache is full before its controller starts reconciling).
+    pub async fn caches_ready(&self) -> Result<(), Error> {
+        let mut ready = self.caches_ready.clone();
+        ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::Invalid("the operator is shutting down".into()))
     }
 
     /// The periodic resync, jittered by ±10% so objects do not all wake together.

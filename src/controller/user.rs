@@ -62,6 +62,8 @@ pub fn localpart_owner(user: &MatrixUser, all: &Store<MatrixUser>) -> Option<Arc
 
 async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     let session = ctx.session()?;
+    // Localpart collisions are judged from the cache: never from a half-filled one.
+    ctx.caches_ready().await?;
     let mut status = user.status.clone().unwrap_or_default();
     let generation = user.metadata.generation;
 

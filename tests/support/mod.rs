@@ -149,7 +149,11 @@ impl Operator {
             .args(["--admin-username", &format!("op-{ns}")])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,exo_matrix_operator=debug")
+            // EXO_TEST_OPERATOR_LOG widens the operator's log when a test needs debugging.
+            .env(
+                "RUST_LOG",
+                std::env::var("EXO_TEST_OPERATOR_LOG").unwrap_or_else(|_| "info,exo_matrix_operator=debug".into()),
+            )
             .stdout(file.try_clone().expect("log fd"))
             .stderr(file)
             .spawn()

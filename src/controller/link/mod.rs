@@ -67,6 +67,7 @@ pub struct ReadinessCache(std::sync::Mutex<BTreeMap<String, Readiness>>);
 
 impl ReadinessCache {
     /// True when `user`'s readiness differs from the last time it was seen.
+    /// Call `forget` when nothing could be woken, so the change is not lost.
     pub fn changed(&self, user: &MatrixUser) -> bool {
         let ready =
             user.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
@@ -75,6 +76,11 @@ impl ReadinessCache {
         let key = format!("{}/{}", user.namespace().unwrap_or_default(), user.spec.username);
         let mut seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         seen.insert(key, now.clone()) != Some(now)
+    }
+
+    pub fn forget(&self, user: &MatrixUser) {
+        let key = format!("{}/{}", user.namespace().unwrap_or_default(), user.spec.username);
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
     }
 }
 
@@ -143,6 +149,8 @@ pub(super) fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Members {
 
 async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     let session = ctx.session()?;
+    // Members and conflicts are judged from the caches: never from half-filled ones.
+    ctx.caches_ready().await?;
     let generation = link.metadata.generation;
     let mut status = link.status.clone().unwrap_or_default();
     status.observed_generation = generation;
