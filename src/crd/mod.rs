@@ -59,12 +59,15 @@ mod tests {
     /// The chart installs `crds/*.yaml`; they must be exactly what the types generate.
     #[test]
     fn checked_in_crds_match_the_types() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        // The chart installs crds/, the plain manifests deploy/crds/: both must be current.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         for crd in all() {
             let name = file_name(&crd);
             let generated = to_yaml(&crd).expect("CRDs serialize");
-            let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-            assert!(on_disk == generated, "crds/{name} is stale: run `cargo run -- crdgen --out crds`");
+            for copy in ["crds", "deploy/crds"] {
+                let on_disk = std::fs::read_to_string(root.join(copy).join(&name)).unwrap_or_default();
+                assert!(on_disk == generated, "{copy}/{name} is stale: run `cargo run -- crdgen --out {copy}`");
+            }
         }
     }
 
