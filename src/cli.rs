@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator: watch SpaceRoomLink and MatrixUser objects and keep Synapse in sync.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write the CustomResourceDefinitions generated from the Rust types.
     Crdgen(CrdgenArgs),
 }
@@ -81,6 +81,30 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4)]
     pub join_concurrency: usize,
 
+    /// Serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:8080); off when absent.
+    #[arg(long, env = "EXO_MATRIX_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Elect one active replica through a coordination.k8s.io Lease.
+    #[arg(long, env = "EXO_MATRIX_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the Lease; the credentials Secret's namespace when absent.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(long, default_value = "exo-matrix-operator")]
+    pub lease_name: String,
+
+    /// A standby takes over this long after the leader stopped renewing.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: std::time::Duration,
+
+    /// This replica's name in the Lease; the pod name, else host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -121,6 +145,16 @@ impl RunArgs {
                 admin_localpart: self.admin_username.clone(),
             },
             namespace: self.namespace.clone(),
+            metrics_addr: self.metrics_addr,
+            lease: self.leader_election.then(|| crate::leader::LeaseConfig {
+                namespace: self.lease_namespace.clone().unwrap_or_else(|| self.credentials_secret.0.clone()),
+                name: self.lease_name.clone(),
+                identity: self.identity.clone().unwrap_or_else(|| {
+                    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "exo-matrix-operator".into());
+                    format!("{host}-{}", std::process::id())
+                }),
+                duration: self.lease_duration,
+            }),
             settings: crate::controller::Settings {
                 resync: self.resync,
                 user_creation: self.user_creation,

@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -30,8 +30,13 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    exo_matrix_operator::run::run(client, args.config(), shutdown_signal()).await;
-    ExitCode::SUCCESS
+    match exo_matrix_operator::run::run(client, args.config(), shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %chain(&e), "stopping");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.

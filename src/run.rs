@@ -4,11 +4,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
+use tokio::sync::watch;
 
 use crate::controller::{self, Context, Settings};
 use crate::crd::{MatrixUser, SpaceRoomLink};
@@ -20,6 +21,10 @@ pub struct RunConfig {
     /// Watch one namespace; all when `None`.
     pub namespace: Option<String>,
     pub settings: Settings,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; not at all when `None`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Leader election; every replica acts when `None`.
+    pub lease: Option<crate::leader::LeaseConfig>,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -32,18 +37,93 @@ where
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("leadership lost; stopping so that the leader is the only one acting")]
+    Leadership(#[from] crate::leader::LeaderError),
+    #[error("cannot serve the health and metrics endpoints")]
+    Http(#[source] std::io::Error),
+}
+
 /// Runs until `shutdown` completes, then lets in-flight reconciles finish.
-pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// With leader election, it first waits for the lease, and stops with an error
+/// when the lease is lost.
+pub async fn run(
+    client: Client,
+    cfg: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let (stop_tx, stop) = watch::channel(false);
+    let stop_on_signal = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_on_signal.send(true);
+    });
+    let stopped = {
+        let stop = stop.clone();
+        move || {
+            let mut stop = stop.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        }
+    };
+
+    let (leading_tx, leading) = watch::channel(cfg.lease.is_none());
+    let (session_tx, session_rx) = watch::channel(SessionState::Starting);
+    let (users, caches_ready) = user_cache(api::<MatrixUser>(&client, &cfg.namespace));
+    let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
+    let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
+        .with_config(controller_config.clone());
+    let link_controller = Controller::new(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
+        .with_config(controller_config);
+    let links = link_controller.store();
+
+    let mut http = None;
+    if let Some(addr) = cfg.metrics_addr {
+        let probe = crate::http::Probe {
+            session: session_rx.clone(),
+            caches_ready: caches_ready.clone(),
+            users: users.clone(),
+            links: links.clone(),
+            leading: leading.clone(),
+        };
+        http = Some(tokio::spawn(crate::http::serve(addr, probe, stopped())));
+    }
+
+    if let Some(lease) = &cfg.lease {
+        tokio::select! {
+            _ = crate::leader::acquire(&client, lease) => {}
+            _ = stopped() => return Ok(()),
+        }
+        let _ = leading_tx.send(true);
+    }
+    let holder = cfg.lease.clone().map(|lease| {
+        let (client, stop, stop_tx) = (client.clone(), stop.clone(), stop_tx.clone());
+        tokio::spawn(async move {
+            let result = crate::leader::hold(&client, &lease, stop).await;
+            if result.is_err() {
+                let _ = stop_tx.send(true);
+            }
+            result
+        })
+    });
+
+    // Only the leader talks to Synapse (and may bootstrap the admin account).
     let session = session::watch_session(client.clone(), cfg.session.clone(), Duration::from_secs(10));
+    let mut forward = session.clone();
+    tokio::spawn(async move {
+        loop {
+            let state = forward.borrow_and_update().clone();
+            let _ = session_tx.send(state);
+            if forward.changed().await.is_err() {
+                break;
+            }
+        }
+    });
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let recorder = Recorder::new(client.clone(), Reporter { controller: crate::MANAGER.into(), instance });
 
-    let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
-    let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
-        .with_config(controller_config);
-    let link_controller = Controller::new(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(cfg.settings.concurrency));
-    let links = link_controller.store();
     // A MatrixUser becoming Ready (or going away) re-runs the links that list it.
     let links_for_mapper = links.clone();
     let readiness = controller::link::ReadinessCache::default();
@@ -60,10 +140,6 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
             links
         });
 
-    // A MatrixUser cache of our own: the controllers' stores offer no readiness
-    // signal that many reconciles can wait on, this one does.
-    let (users, caches_ready) = user_cache(api::<MatrixUser>(&client, &cfg.namespace));
-
     let ctx = Arc::new(Context {
         kube: client.clone(),
         session: session.clone(),
@@ -75,20 +151,32 @@ pub async fn run(client: Client, cfg: RunConfig, shutdown: impl Future<Output = 
         caches_ready,
     });
 
-    let shutdown = shutdown.boxed().shared();
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");
     let users_done = user_controller
         .reconcile_all_on(session_ready(session.clone()))
-        .graceful_shutdown_on(shutdown.clone())
+        .graceful_shutdown_on(stopped())
         .run(controller::user::reconcile, controller::error_policy, ctx.clone())
-        .for_each(log_result);
+        .for_each(|r| log_result("user", r));
     let links_done = link_controller
         .reconcile_all_on(session_ready(session))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(stopped())
         .run(controller::link::reconcile, controller::error_policy, ctx)
-        .for_each(log_result);
+        .for_each(|r| log_result("link", r));
     futures::join!(users_done, links_done);
     tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
+
+    let _ = stop_tx.send(true);
+    if let Some(holder) = holder
+        && let Ok(Err(lost)) = holder.await
+    {
+        return Err(lost.into());
+    }
+    if let Some(http) = http
+        && let Ok(Err(e)) = http.await
+    {
+        return Err(RunError::Http(e));
+    }
+    Ok(())
 }
 
 /// A reflector over MatrixUsers driven by its own task, with a flag that turns
@@ -108,7 +196,8 @@ fn user_cache(api: Api<MatrixUser>) -> (reflector::Store<MatrixUser>, tokio::syn
     (reader, ready_rx)
 }
 
-async fn log_result<T, E: std::fmt::Display>(result: Result<T, E>) {
+async fn log_result<T, E: std::fmt::Display>(controller: &'static str, result: Result<T, E>) {
+    crate::metrics::global().reconciled(controller, result.is_ok());
     if let Err(e) = result {
         tracing::debug!(error = %e, "reconcile error");
     }

@@ -134,6 +134,7 @@ impl Synapse {
                 path: span_path.clone(),
                 source,
             })?;
+            crate::metrics::global().synapse_call(method_name, &span_path, status.as_u16(), started.elapsed());
             tracing::debug!(
                 method = method_name,
                 path = %span_path,
