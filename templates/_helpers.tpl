@@ -22,3 +22,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "exo-matrix-operator.serviceAccountName" -}}
 {{- default (include "exo-matrix-operator.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{- define "exo-matrix-operator.credentialsSecret" -}}
+{{- default (printf "%s-credentials" (include "exo-matrix-operator.fullname" .)) .Values.matrix.existingSecret -}}
+{{- end -}}

@@ -14,18 +14,40 @@ fn helm(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn chart_lints_and_renders_the_operator() {
-    let (ok, out) = helm(&["lint", "--strict", "."]);
+    let (ok, out) = helm(&["lint", "--strict", ".", "--set", "matrix.credentials.sharedSecret=s3cret"]);
     assert!(ok, "{out}");
-    let (ok, out) =
-        helm(&["template", "demo", ".", "--namespace", "matrix", "--set", "matrix.homeserverUrl=http://synapse:8008"]);
+    let (ok, out) = helm(&[
+        "template",
+        "demo",
+        ".",
+        "--namespace",
+        "matrix",
+        "--set",
+        "matrix.homeserverUrl=http://synapse:8008",
+        "--set",
+        "matrix.credentials.sharedSecret=s3cret",
+    ]);
     assert!(ok, "{out}");
-    assert!(out.contains("--credentials-secret=matrix/matrix-credentials"), "{out}");
+    assert!(out.contains("--credentials-secret=matrix/demo-exo-matrix-operator-credentials"), "{out}");
     assert!(out.contains("--homeserver-url=http://synapse:8008"), "{out}");
+    assert!(out.contains("sharedSecret: \"s3cret\""), "the chart writes the Secret from values: {out}");
+    for expected in
+        ["path: /healthz", "path: /readyz", "--leader-election", "readOnlyRootFilesystem: true", "runAsNonRoot: true"]
+    {
+        assert!(out.contains(expected), "{expected} missing: {out}");
+    }
+    // An existing Secret is used as it is, and no Secret is rendered.
+    let (ok, out) = helm(&["template", "demo", ".", "--namespace", "matrix", "--set", "matrix.existingSecret=creds"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("--credentials-secret=matrix/creds") && !out.contains("kind: Secret"), "{out}");
+    // Without any credentials the chart says what to set.
+    let (ok, out) = helm(&["template", "demo", "."]);
+    assert!(!ok && out.contains("matrix.existingSecret"), "{out}");
 }
 
 #[test]
 fn chart_refuses_invalid_values() {
-    let (ok, out) = helm(&["template", "demo", ".", "--set", "resync=ten minutes"]);
+    let (ok, out) = helm(&["template", "demo", ".", "--set", "matrix.existingSecret=c", "--set", "resync=ten minutes"]);
     assert!(!ok, "invalid resync accepted: {out}");
     assert!(out.contains("resync"), "{out}");
 }
@@ -68,12 +90,24 @@ fn service_account_kubeconfig(ns: &str, sa: &str) -> String {
 
 #[test]
 fn chart_rbac_has_no_wildcards_and_is_namespaced_when_asked() {
-    let (ok, out) = helm(&["template", "demo", ".", "--show-only", "templates/rbac.yaml"]);
+    let (ok, out) =
+        helm(&["template", "demo", ".", "--show-only", "templates/rbac.yaml", "--set", "matrix.existingSecret=c"]);
     assert!(ok, "{out}");
     assert!(!out.contains("'*'") && !out.contains("\"*\"") && !out.contains("[*]") && !out.contains("- *"), "{out}");
     assert!(out.contains("kind: ClusterRole"), "{out}");
-    let (ok, out) =
-        helm(&["template", "demo", ".", "--show-only", "templates/rbac.yaml", "--set", "watchNamespace=spaces"]);
+    let (ok, out) = helm(&[
+        "template",
+        "demo",
+        ".",
+        "--namespace",
+        "spaces",
+        "--show-only",
+        "templates/rbac.yaml",
+        "--set",
+        "matrix.existingSecret=c",
+        "--set",
+        "watchNamespace=spaces",
+    ]);
     assert!(ok, "{out}");
     assert!(out.contains("kind: Role\n") && out.contains("kind: RoleBinding") && !out.contains("ClusterRole"), "{out}");
 }
@@ -92,16 +126,7 @@ async fn the_operator_reconciles_under_the_charts_own_rbac() {
     let release = support::unique("rel");
     let fullname = format!("{release}-exo-matrix-operator");
     let out = Command::new(p.helm())
-        .args([
-            "install",
-            &release,
-            ".",
-            "--namespace",
-            &ns,
-            "--set",
-            "matrix.credentialsSecret=matrix",
-            "--wait=false",
-        ])
+        .args(["install", &release, ".", "--namespace", &ns, "--set", "matrix.existingSecret=matrix", "--wait=false"])
         .env("KUBECONFIG", p.kubeconfig())
         .current_dir(repo_root())
         .output()
@@ -120,7 +145,8 @@ async fn the_operator_reconciles_under_the_charts_own_rbac() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
 
     support::shared_secret_credentials(&client, &ns).await;
-    let _op = support::Operator::start_as(&kubeconfig, &ns, "matrix", &[]);
+    // With leader election on, as the chart runs it: the Lease needs RBAC too.
+    let _op = support::Operator::start_as(&kubeconfig, &ns, "matrix", &["--leader-election"]);
     let users: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
     let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
     let username = support::unique("rbac").replace('-', "_");
@@ -156,6 +182,8 @@ fn plain_manifests_are_accepted_by_the_api_server_and_match_the_chart() {
         "exo-matrix",
         "--set",
         "matrix.homeserverUrl=http://synapse.matrix:8008",
+        "--set",
+        "matrix.existingSecret=matrix-credentials",
     ]);
     assert!(ok, "{rendered}");
     let strip = |text: &str| -> Vec<String> {
@@ -166,4 +194,11 @@ fn plain_manifests_are_accepted_by_the_api_server_and_match_the_chart() {
     };
     let on_disk = std::fs::read_to_string(repo_root().join("deploy/operator/operator.yaml")).expect("operator.yaml");
     assert!(strip(&on_disk) == strip(&rendered), "deploy/operator/operator.yaml is stale: re-render it from the chart");
+}
+
+#[test]
+fn chart_app_version_is_the_crate_version() {
+    let chart = std::fs::read_to_string(repo_root().join("Chart.yaml")).expect("Chart.yaml");
+    let app_version = chart.lines().find_map(|l| l.strip_prefix("appVersion:")).map(|v| v.trim().trim_matches('"'));
+    assert_eq!(app_version, Some(env!("CARGO_PKG_VERSION")));
 }
