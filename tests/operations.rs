@@ -82,6 +82,7 @@ async fn health_readiness_and_metrics_are_served() {
         "endpoint=\"/_synapse/admin/v2/users/{id}\"",
         "exomatrix_synapse_request_seconds_bucket{",
         "exomatrix_objects{kind=\"MatrixUser\",ready=\"true\"} 1",
+        "exomatrix_reconciles_in_flight{controller=\"user\"}",
     ] {
         assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
     }

@@ -22,6 +22,7 @@ use crate::synapse::{Registration, UserUpdate};
 pub const FINALIZER: &str = "exomatrix.dev/account";
 
 pub async fn reconcile(user: Arc<MatrixUser>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _in_flight = crate::metrics::global().reconcile_started("user");
     let ns = user.namespace().unwrap_or_default();
     let api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &ns);
     let Some(user) = super::status::fresh(&api, &user).await? else { return Ok(Action::await_change()) };

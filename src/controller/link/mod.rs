@@ -30,6 +30,7 @@ const PENDING_LISTED: usize = 20;
 const FIRST_ACTIONS: usize = 10;
 
 pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _in_flight = crate::metrics::global().reconcile_started("link");
     let api: Api<SpaceRoomLink> = Api::namespaced(ctx.kube.clone(), &link.namespace().unwrap_or_default());
     let Some(link) = super::status::fresh(&api, &link).await? else { return Ok(Action::await_change()) };
     let result = finalizer(&api, FINALIZER, link.clone(), |event| async {
