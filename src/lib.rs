@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
+pub mod exo;
 pub mod http;
 pub mod ids;
 pub mod leader;

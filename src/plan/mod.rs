@@ -2,4 +2,5 @@
 //! return the calls that close the gap. No I/O here.
 
 pub mod room;
+pub mod source;
 pub mod user;

@@ -1,0 +1,182 @@
+use super::*;
+use crate::exo::User;
+
+fn space(id: &str, pretty: &str) -> Space {
+    Space {
+        id: id.into(),
+        display_name: Some(format!("{pretty} team")),
+        pretty_name: Some(pretty.into()),
+        group_id: Some(format!("/spaces/{pretty}")),
+        description: Some("about".into()),
+        avatar_url: Some(format!("/portal/rest/v1/social/spaces/{id}/avatar?r=x&byId=true")),
+    }
+}
+
+fn user(name: &str, enabled: bool) -> User {
+    User {
+        username: name.into(),
+        fullname: Some(format!("{name} Full")),
+        email: Some(format!("{name}@example.org")),
+        enabled,
+        deleted: false,
+        avatar: Some(format!("/portal/rest/v1/social/users/{name}/avatar")),
+        is_default_avatar: false,
+    }
+}
+
+fn snapshot() -> Snapshot {
+    let mut s = Snapshot {
+        spaces: vec![space("12", "marketing"), space("15", "sandbox_1")],
+        users: [user("ann", true), user("bob", true), user("cat", false)]
+            .into_iter()
+            .map(|u| (u.username.clone(), u))
+            .collect(),
+        ..Snapshot::default()
+    };
+    s.members.insert("12".into(), ["ann".into(), "bob".into()].into());
+    s.managers.insert("12".into(), ["ann".into()].into());
+    s.members.insert("15".into(), ["cat".into()].into());
+    s
+}
+
+fn settings() -> SourceSettings {
+    SourceSettings {
+        base_url: "https://exo.example.org".into(),
+        exclude: vec!["sandbox*".into()],
+        create_rooms: true,
+        ..SourceSettings::default()
+    }
+}
+
+/// Applies a plan to the existing objects, as the controller would.
+fn apply(
+    plan: &SourcePlan,
+    links: &mut BTreeMap<String, Existing<SpaceRoomLinkSpec>>,
+    users: &mut BTreeMap<String, Existing<MatrixUserSpec>>,
+) {
+    for a in &plan.actions {
+        match a {
+            SourceAction::ApplyLink { name, spec } => {
+                links.insert(
+                    name.clone(),
+                    Existing { owned: true, key: spec.space_group_id.clone(), spec: spec.clone() },
+                );
+            }
+            SourceAction::DeleteLink { name } => {
+                links.remove(name);
+            }
+            SourceAction::ApplyUser { name, spec } => {
+                users.insert(name.clone(), Existing { owned: true, key: spec.username.clone(), spec: spec.clone() });
+            }
+            SourceAction::DisableUser { name } => {
+                if let Some(u) = users.get_mut(name) {
+                    u.spec.enabled = false;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn names_are_stable_valid_and_collision_free() {
+    assert_eq!(link_name(&space("12", "x")), "exo-space-12");
+    assert_eq!(user_name("jdoe"), "exo-user-jdoe");
+    assert_ne!(user_name("John"), user_name("john"));
+    assert!(user_name("John").starts_with("exo-user-john-"));
+    assert!(user_name("a_b").starts_with("exo-user-a-b-"));
+}
+
+#[test]
+fn globs_match_pretty_names() {
+    assert!(glob("sandbox*", "sandbox_1"));
+    assert!(glob("m?rketing", "marketing"));
+    assert!(!glob("sandbox*", "marketing"));
+}
+
+#[test]
+fn writes_one_link_per_wanted_space_and_one_user_per_member_then_converges() {
+    let (mut links, mut users) = (BTreeMap::new(), BTreeMap::new());
+    let plan = plan_source(&snapshot(), &settings(), &links, &users);
+    let link = plan
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            SourceAction::ApplyLink { name, spec } if name == "exo-space-12" => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("marketing linked");
+    assert_eq!(link.space_group_id, "marketing");
+    assert_eq!(link.members, vec!["ann", "bob"]);
+    assert_eq!(link.managers, vec!["ann"]);
+    assert!(link.create);
+    assert_eq!(
+        link.avatar_url.as_deref(),
+        Some("https://exo.example.org/portal/rest/v1/social/spaces/12/avatar?r=x&byId=true")
+    );
+    assert!(
+        !plan.actions.iter().any(|a| matches!(a, SourceAction::ApplyLink { name, .. } if name == "exo-space-15")),
+        "sandbox excluded"
+    );
+    assert!(
+        !plan.actions.iter().any(|a| matches!(a, SourceAction::ApplyUser { spec, .. } if spec.username == "cat")),
+        "cat is only in an excluded space"
+    );
+    apply(&plan, &mut links, &mut users);
+    assert_eq!(
+        plan_source(&snapshot(), &settings(), &links, &users),
+        SourcePlan { spaces_synced: 1, users_synced: 2, ..SourcePlan::default() }
+    );
+}
+
+#[test]
+fn renames_demotions_removals_and_disabling_follow_exo() {
+    let (mut links, mut users) = (BTreeMap::new(), BTreeMap::new());
+    apply(&plan_source(&snapshot(), &settings(), &links, &users), &mut links, &mut users);
+    let mut next = snapshot();
+    next.spaces[0].display_name = Some("Marketing & Brand".into());
+    next.managers.insert("12".into(), BTreeSet::new());
+    next.members.insert("12".into(), ["ann".into()].into());
+    next.users.get_mut("ann").expect("ann").enabled = false;
+    let plan = plan_source(&next, &settings(), &links, &users);
+    let link = plan.actions.iter().find_map(|a| match a {
+        SourceAction::ApplyLink { spec, .. } => Some(spec.clone()),
+        _ => None,
+    });
+    let link = link.expect("link updated");
+    assert_eq!(link.display_name.as_deref(), Some("Marketing & Brand"));
+    assert_eq!((link.members, link.managers), (vec!["ann".to_owned()], vec![]));
+    assert!(plan.actions.contains(&SourceAction::DisableUser { name: user_name("bob") }), "{:?}", plan.actions);
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, SourceAction::ApplyUser { spec, .. } if spec.username == "ann" && !spec.enabled))
+    );
+
+    // The space deleted in eXo: its link goes.
+    let mut gone = next.clone();
+    gone.spaces.remove(0);
+    let plan = plan_source(&gone, &settings(), &links, &users);
+    assert!(plan.actions.contains(&SourceAction::DeleteLink { name: "exo-space-12".into() }));
+}
+
+#[test]
+fn hand_written_objects_are_never_overwritten() {
+    let mut links = BTreeMap::new();
+    let spec: SpaceRoomLinkSpec =
+        serde_json::from_value(serde_json::json!({"spaceGroupId": "marketing"})).expect("spec");
+    links.insert("mine".to_owned(), Existing { owned: false, key: "marketing".into(), spec });
+    let plan = plan_source(&snapshot(), &settings(), &links, &BTreeMap::new());
+    assert!(
+        !plan.actions.iter().any(|a| matches!(a, SourceAction::ApplyLink { .. } | SourceAction::DeleteLink { .. }))
+    );
+    assert_eq!(plan.conflicts.len(), 1);
+}
+
+#[test]
+fn a_much_smaller_answer_is_not_trusted() {
+    assert_eq!(shrink_guard(None, (0, 0), 0.5), None);
+    assert_eq!(shrink_guard(Some((10, 100)), (9, 90), 0.5), None);
+    let why = shrink_guard(Some((10, 100)), (2, 100), 0.5).expect("blocked");
+    assert!(why.contains("2 spaces, down from 10"), "{why}");
+    assert!(shrink_guard(Some((10, 100)), (10, 0), 0.5).is_some());
+}
