@@ -105,6 +105,11 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// An ExoSource does nothing when eXo suddenly lists more than this share fewer
+    /// spaces or users than at its last good sync (0..1).
+    #[arg(long, default_value_t = 0.5)]
+    pub exo_max_drop: f64,
+
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -165,6 +170,7 @@ impl RunArgs {
                     max_share: self.max_kick_share.clamp(0.0, 1.0),
                 },
                 join_concurrency: self.join_concurrency.max(1),
+                exo_max_drop: self.exo_max_drop.clamp(0.0, 1.0),
             },
         }
     }

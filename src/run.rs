@@ -12,7 +12,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 
 use crate::controller::{self, Context, Settings};
-use crate::crd::{MatrixUser, SpaceRoomLink};
+use crate::crd::{ExoSource, MatrixUser, SpaceRoomLink};
 use crate::session::{self, SessionConfig, SessionState};
 
 #[derive(Debug, Clone)]
@@ -157,12 +157,16 @@ pub async fn run(
         .graceful_shutdown_on(stopped())
         .run(controller::user::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("user", r));
+    let sources_done = Controller::new(api::<ExoSource>(&client, &cfg.namespace), watcher::Config::default())
+        .graceful_shutdown_on(stopped())
+        .run(controller::source::reconcile, controller::error_policy, ctx.clone())
+        .for_each(|r| log_result("source", r));
     let links_done = link_controller
         .reconcile_all_on(session_ready(session))
         .graceful_shutdown_on(stopped())
         .run(controller::link::reconcile, controller::error_policy, ctx)
         .for_each(|r| log_result("link", r));
-    futures::join!(users_done, links_done);
+    futures::join!(users_done, links_done, sources_done);
     tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
 
     let _ = stop_tx.send(true);

@@ -3,6 +3,7 @@
 mod avatar;
 pub mod conditions;
 pub mod link;
+pub mod source;
 mod status;
 pub mod user;
 
@@ -37,6 +38,8 @@ pub struct Settings {
     pub blast_radius: crate::plan::room::BlastRadius,
     /// Joins into one room run at most this many at a time.
     pub join_concurrency: usize,
+    /// An eXo answer with more than this share fewer spaces or users than the last good one is not acted on.
+    pub exo_max_drop: f64,
 }
 
 /// Shared by all reconciles.

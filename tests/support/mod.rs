@@ -3,6 +3,7 @@
 //! the Synapse coordinates and a fresh namespace.
 #![allow(dead_code)]
 
+pub mod exo;
 pub mod http;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,170 @@
+//! The ExoSource controller: reads an eXo server and writes the SpaceRoomLinks
+//! and MatrixUsers it owns. Nothing is deleted or disabled unless eXo gave a
+//! complete, plausible answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::status::{self, publish};
+use super::{Context, Error, conditions};
+use crate::crd::{ExoSource, ExoSourceStatus, MatrixUser, SpaceRoomLink};
+use crate::exo::ExoClient;
+use crate::plan::source::{Existing, SourceAction, SourceSettings, plan_source, shrink_guard};
+use crate::secret::SecretString;
+use crate::session::chain;
+
+/// Field manager of what an ExoSource writes (not the operator's own status manager).
+const SOURCE_MANAGER: &str = "exo-matrix-operator-exosource";
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+pub async fn reconcile(source: Arc<ExoSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _in_flight = crate::metrics::global().reconcile_started("source");
+    let ns = source.namespace().unwrap_or_default();
+    let api: Api<ExoSource> = Api::namespaced(ctx.kube.clone(), &ns);
+    let Some(source) = status::fresh(&api, &source).await? else { return Ok(Action::await_change()) };
+    let interval = crate::cli::parse_duration(&source.spec.interval).unwrap_or(std::time::Duration::from_secs(300));
+    let mut st = source.status.clone().unwrap_or_default();
+    let generation = source.metadata.generation;
+    match sync(&source, &ctx, &mut st).await {
+        Ok(()) => {}
+        Err(Failure { reason, message }) => {
+            conditions::set(&mut st.conditions, "Ready", false, reason, &message, generation);
+            publish(&ctx, &*source, EventType::Warning, reason, &message).await;
+            tracing::warn!(source = %source.name_any(), %message, "eXo sync skipped");
+        }
+    }
+    st.observed_generation = generation;
+    status::write(&*source, source.status.as_ref(), &ctx, &st).await?;
+    Ok(Action::requeue(interval))
+}
+
+struct Failure {
+    reason: &'static str,
+    message: String,
+}
+
+fn fail(reason: &'static str) -> impl FnOnce(String) -> Failure {
+    move |message| Failure { reason, message }
+}
+
+async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Result<(), Failure> {
+    let ns = source.namespace().unwrap_or_default();
+    let client = exo_client(source, ctx).await.map_err(fail("CredentialsUnavailable"))?;
+    let snapshot =
+        client.snapshot().await.map_err(|e| fail("ExoUnavailable")(format!("{}; nothing was changed", chain(&e))))?;
+    let seen = (snapshot.spaces.len(), snapshot.users.len());
+    let previous = st.spaces_seen.zip(st.users_seen).map(|(s, u)| (s as usize, u as usize));
+    if let Some(why) = shrink_guard(previous, seen, ctx.settings.exo_max_drop) {
+        return Err(fail("SuspiciousAnswer")(why));
+    }
+
+    let links_api: Api<SpaceRoomLink> = Api::namespaced(ctx.kube.clone(), &ns);
+    let users_api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &ns);
+    let kube_err = |e: kube::Error| fail("KubernetesError")(chain(&e));
+    let uid = source.uid().unwrap_or_default();
+    let owned = |refs: &[OwnerReference]| refs.iter().any(|r| r.uid == uid);
+    let links: BTreeMap<String, Existing<_>> = links_api
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err)?
+        .items
+        .into_iter()
+        .map(|l| {
+            let e = Existing {
+                owned: owned(l.owner_references()),
+                key: l.spec.space_group_id.clone(),
+                spec: l.spec.clone(),
+            };
+            (l.name_any(), e)
+        })
+        .collect();
+    let users: BTreeMap<String, Existing<_>> = users_api
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err)?
+        .items
+        .into_iter()
+        .map(|u| {
+            let e = Existing { owned: owned(u.owner_references()), key: u.spec.username.clone(), spec: u.spec.clone() };
+            (u.name_any(), e)
+        })
+        .collect();
+    let settings = SourceSettings {
+        base_url: source.spec.url.clone(),
+        include: source.spec.spaces.include.clone(),
+        exclude: source.spec.spaces.exclude.clone(),
+        create_rooms: source.spec.create_rooms,
+        deletion_policy: source.spec.deletion_policy,
+    };
+    let plan = plan_source(&snapshot, &settings, &links, &users);
+
+    let owner = source.controller_owner_ref(&()).into_iter().collect::<Vec<_>>();
+    let apply = PatchParams::apply(SOURCE_MANAGER).force();
+    let mut written = 0;
+    for action in &plan.actions {
+        let meta = |name: &str| json!({"name": name, "labels": {MANAGED_BY: crate::MANAGER}, "ownerReferences": owner});
+        match action {
+            SourceAction::ApplyLink { name, spec } => {
+                let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "SpaceRoomLink", "metadata": meta(name), "spec": spec});
+                links_api.patch(name, &apply, &Patch::Apply(body)).await.map_err(kube_err)?;
+            }
+            SourceAction::ApplyUser { name, spec } => {
+                let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixUser", "metadata": meta(name), "spec": spec});
+                users_api.patch(name, &apply, &Patch::Apply(body)).await.map_err(kube_err)?;
+            }
+            SourceAction::DeleteLink { name } => {
+                links_api.delete(name, &DeleteParams::default()).await.map_err(kube_err)?;
+                publish(ctx, source, EventType::Normal, "LinkDeleted", &format!("space gone from eXo: deleted {name}"))
+                    .await;
+            }
+            SourceAction::DisableUser { name } => {
+                let body = json!({"spec": {"enabled": false}});
+                users_api.patch(name, &PatchParams::default(), &Patch::Merge(body)).await.map_err(kube_err)?;
+            }
+        }
+        written += 1;
+    }
+    st.spaces_seen = Some(seen.0 as i64);
+    st.users_seen = Some(seen.1 as i64);
+    st.objects_written = Some(st.objects_written.unwrap_or(0) + written);
+    st.last_sync_time = Some(conditions::now_rfc3339());
+    let generation = source.metadata.generation;
+    if plan.conflicts.is_empty() {
+        conditions::remove(&mut st.conditions, "Conflict");
+    } else {
+        let message = plan.conflicts.join("; ");
+        conditions::set(&mut st.conditions, "Conflict", true, "HandWrittenObject", &message, generation);
+    }
+    let message = format!(
+        "{} spaces and {} users in sync ({} written this pass)",
+        plan.spaces_synced, plan.users_synced, written
+    );
+    conditions::set(&mut st.conditions, "Ready", true, "Synced", &message, generation);
+    Ok(())
+}
+
+/// The eXo client with the credentials of the source's basic-auth Secret.
+async fn exo_client(source: &ExoSource, ctx: &Context) -> Result<ExoClient, String> {
+    let ns = source.namespace().unwrap_or_default();
+    let name = &source.spec.credentials_secret_ref;
+    let secret = Api::<Secret>::namespaced(ctx.kube.clone(), &ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| chain(&e))?
+        .ok_or_else(|| format!("eXo credentials Secret {ns}/{name} not found"))?;
+    let data = secret.data.unwrap_or_default();
+    let text = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.0.clone()).ok());
+    let (Some(user), Some(password)) = (text("username"), text("password")) else {
+        return Err(format!("eXo credentials Secret {ns}/{name} needs the keys `username` and `password`"));
+    };
+    ExoClient::new(&source.spec.url, user.trim(), SecretString::new(password.trim_end_matches('\n')))
+        .map_err(|e| chain(&e))
+}

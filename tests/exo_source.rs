@@ -1,0 +1,124 @@
+//! ExoSource end to end: a fake eXo (from the contract doc) → SpaceRoomLinks and
+//! MatrixUsers → rooms in the real Synapse; nothing removed when eXo misbehaves.
+
+mod support;
+
+use std::time::Duration;
+
+use exo_matrix_operator::crd::{ExoSource, MatrixUser, SpaceRoomLink};
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+use support::exo::{FakeExo, Misbehaviour, PASSWORD, USERNAME};
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn source_condition(api: &Api<ExoSource>, reason: &str) -> String {
+    eventually(&format!("ExoSource reason {reason}"), WAIT, || async {
+        let s = api.get("intranet").await.ok()?;
+        let (_, r, message) = condition(serde_json::to_value(&s.status).ok().as_ref(), "Ready")?;
+        (r == reason).then_some(message)
+    })
+    .await
+}
+
+async fn link_count(api: &Api<SpaceRoomLink>) -> usize {
+    api.list(&Default::default()).await.map(|l| l.items.len()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
+    let p = platform();
+    let client = kube_client().await;
+    let ns = namespace(&client, "exo").await;
+    shared_secret_credentials(&client, &ns).await;
+    let tag = unique("x").replace('-', "");
+    let (ann, bob, cat, dan) = (format!("ann{tag}"), format!("bob{tag}"), format!("cat{tag}"), format!("dan{tag}"));
+    let exo = FakeExo::start().await;
+    exo.edit(|s| {
+        s.spaces
+            .insert("12".into(), (format!("marketing{tag}"), "Marketing".into(), "Campaigns <b>and</b> brand".into()));
+        s.spaces.insert("15".into(), (format!("support{tag}"), "Support".into(), "Helpdesk".into()));
+        s.spaces.insert("16".into(), (format!("sandbox{tag}"), "Sandbox".into(), "Play".into()));
+        s.members.insert("12".into(), vec![ann.clone(), bob.clone(), dan.clone()]);
+        s.managers.insert("12".into(), vec![ann.clone(), dan.clone()]);
+        s.members.insert("15".into(), vec![cat.clone()]);
+        for u in [&ann, &bob, &cat, &dan] {
+            s.users.insert(u.clone(), (format!("{u} Full"), format!("{u}@example.org"), true));
+        }
+    });
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "exo-admin"},
+        "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": PASSWORD}});
+    let (ok, _, err) = p.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(&secret.to_string()));
+    assert!(ok, "{err}");
+    let _op = Operator::start(&ns, "matrix", &[]);
+    let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
+    let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
+        "metadata": {"name": "intranet"},
+        "spec": {"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s",
+                 "spaces": {"exclude": ["sandbox*"]}}}))
+    .expect("source");
+    sources.create(&PostParams::default(), &source).await.expect("source created");
+
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
+    let users: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
+    let admin = synapse_admin().await;
+    let room = eventually("the marketing room with its members", WAIT, || async {
+        let l = links.get("exo-space-12").await.ok()?;
+        let st = l.status?;
+        (st.joined_members == Some(3)).then_some(st.room_id?)
+    })
+    .await;
+    let server = p.server_name().to_owned();
+    let state = admin.admin_room_state(&room).await.expect("state");
+    let content = |kind: &str| state.iter().find(|e| e.kind == kind).map_or(Value::Null, |e| e.content.clone());
+    assert_eq!(content("m.room.name")["name"], "Marketing");
+    assert_eq!(content("m.room.topic")["topic"], "Campaigns and brand");
+    assert_eq!(content("m.room.power_levels")["users"][format!("@{ann}:{server}")], 50);
+    assert!(links.get_opt("exo-space-16").await.expect("get").is_none(), "sandbox is excluded");
+    eventually("support linked", WAIT, || async { links.get_opt("exo-space-15").await.ok()?.map(|_| ()) }).await;
+    let owned = users.get(&format!("exo-user-{ann}")).await.expect("ann's MatrixUser");
+    assert_eq!(owned.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("exo-matrix-operator"));
+    assert_eq!(owned.spec.email.as_deref(), Some(format!("{ann}@example.org").as_str()));
+    source_condition(&sources, "Synced").await;
+
+    // eXo misbehaves: nothing is deleted or disabled, and the condition says why.
+    for (misbehaviour, reason) in [
+        (Misbehaviour::ServerErrorOnPage2, "ExoUnavailable"),
+        (Misbehaviour::Malformed, "ExoUnavailable"),
+        (Misbehaviour::NoSpaces, "SuspiciousAnswer"),
+    ] {
+        exo.edit(|s| s.misbehave = Some(misbehaviour));
+        let message = source_condition(&sources, reason).await;
+        assert!(message.contains("nothing was"), "{message}");
+        assert_eq!(link_count(&links).await, 2, "{misbehaviour:?} must not delete links");
+        let u = users.get(&format!("exo-user-{bob}")).await.expect("bob");
+        assert!(u.spec.enabled, "{misbehaviour:?} must not disable users");
+    }
+    exo.edit(|s| s.misbehave = None);
+    source_condition(&sources, "Synced").await;
+
+    // Real changes flow through: rename, demotion, a disabled user, a deleted space.
+    exo.edit(|s| {
+        s.spaces.get_mut("12").expect("space").1 = "Marketing & Brand".into();
+        // ann is demoted (demoting every manager at once would be blocked by the blast-radius guard)
+        s.managers.insert("12".into(), vec![dan.clone()]);
+        s.users.get_mut(&bob).expect("bob").2 = false;
+        s.spaces.remove("15");
+    });
+    eventually("eXo's changes mirrored", WAIT, || async {
+        let state = admin.admin_room_state(&room).await.ok()?;
+        let content = |kind: &str| state.iter().find(|e| e.kind == kind).map_or(Value::Null, |e| e.content.clone());
+        let renamed = content("m.room.name")["name"] == "Marketing & Brand";
+        let demoted = content("m.room.power_levels")["users"].get(format!("@{ann}:{server}")).is_none();
+        let bob_off = users.get(&format!("exo-user-{bob}")).await.ok().is_some_and(|u| !u.spec.enabled);
+        let support_gone = links.get_opt("exo-space-15").await.ok()?.is_none();
+        (renamed && demoted && bob_off && support_gone).then_some(())
+    })
+    .await;
+    eventually("bob deactivated", WAIT, || async {
+        admin.get_user(&format!("@{bob}:{server}")).await.ok()??.deactivated.then_some(())
+    })
+    .await;
+}
