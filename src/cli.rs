@@ -105,6 +105,19 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// Serve the original addon's `/rest/matrix` endpoints on this address (e.g. 0.0.0.0:8090).
+    #[arg(long, env = "EXO_MATRIX_ADDON_API_ADDR")]
+    pub addon_api_addr: Option<std::net::SocketAddr>,
+
+    /// NAMESPACE/NAME of the Secret whose key `token` callers must send as a bearer token;
+    /// without it the addon endpoints stay off.
+    #[arg(long, env = "EXO_MATRIX_ADDON_API_TOKEN_SECRET", value_parser = parse_secret_ref)]
+    pub addon_api_token_secret: Option<(String, String)>,
+
+    /// Namespace where the addon endpoints create and look up links; the credentials Secret's when absent.
+    #[arg(long)]
+    pub addon_api_namespace: Option<String>,
+
     /// An ExoSource does nothing when eXo suddenly lists more than this share fewer
     /// spaces or users than at its last good sync (0..1).
     #[arg(long, default_value_t = 0.5)]
@@ -151,6 +164,13 @@ impl RunArgs {
             },
             namespace: self.namespace.clone(),
             metrics_addr: self.metrics_addr,
+            addon_api: self.addon_api_addr.zip(self.addon_api_token_secret.clone()).map(|(addr, secret)| {
+                crate::run::AddonApiConfig {
+                    addr,
+                    token_secret: secret,
+                    namespace: self.addon_api_namespace.clone().unwrap_or_else(|| self.credentials_secret.0.clone()),
+                }
+            }),
             lease: self.leader_election.then(|| crate::leader::LeaseConfig {
                 namespace: self.lease_namespace.clone().unwrap_or_else(|| self.credentials_secret.0.clone()),
                 name: self.lease_name.clone(),

@@ -1,6 +1,7 @@
 //! exo-matrix-operator: gives every eXo Platform / Meeds space a Matrix room
 //! and keeps Synapse in sync with the spaces and users it is told about.
 
+pub mod addon_api;
 pub mod avatar;
 pub mod cli;
 pub mod controller;

@@ -25,6 +25,44 @@ pub struct RunConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Leader election; every replica acts when `None`.
     pub lease: Option<crate::leader::LeaseConfig>,
+    /// The original addon's REST endpoints; off when `None`.
+    pub addon_api: Option<AddonApiConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AddonApiConfig {
+    pub addr: std::net::SocketAddr,
+    /// (namespace, name) of the Secret holding the bearer token under `token`.
+    pub token_secret: (String, String),
+    pub namespace: String,
+}
+
+/// Starts the addon endpoints when their token can be read; a missing token keeps them off.
+async fn start_addon_api(client: &Client, cfg: &AddonApiConfig, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let (ns, name) = &cfg.token_secret;
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns).get_opt(name).await;
+    let token = secret
+        .ok()
+        .flatten()
+        .and_then(|s| s.data?.get("token").cloned())
+        .and_then(|t| String::from_utf8(t.0).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        tracing::error!(secret = %format!("{ns}/{name}"), "no `token` in the addon API Secret; the /rest/matrix endpoints stay off");
+        return;
+    };
+    let api = crate::addon_api::AddonApi {
+        kube: client.clone(),
+        namespace: cfg.namespace.clone(),
+        token: crate::secret::SecretString::new(token),
+    };
+    let addr = cfg.addr;
+    tokio::spawn(async move {
+        if let Err(e) = crate::addon_api::serve(addr, api, shutdown).await {
+            tracing::error!(error = %e, "the addon API stopped");
+        }
+    });
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -121,6 +159,9 @@ pub async fn run(
             }
         }
     });
+    if let Some(addon) = &cfg.addon_api {
+        start_addon_api(&client, addon, stopped()).await;
+    }
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let recorder = Recorder::new(client.clone(), Reporter { controller: crate::MANAGER.into(), instance });
 
