@@ -25,18 +25,43 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/exo-matrix-operator
   --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" apply -n "$NS" -k deploy/examples
 
+# DEMO_EXO=1: also import spaces from the tests' fake eXo server through an ExoSource.
+if [[ ${DEMO_EXO:-0} == 1 ]]; then
+  cargo build --quiet --example fake_exo
+  EXO_LOG=$STATE/demo-fake-exo.log
+  "${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/fake_exo" >"$EXO_LOG" 2>&1 &
+  FAKE_EXO=$!
+  for _ in $(seq 1 50); do [[ -s $EXO_LOG ]] && break; sleep 0.1; done
+  EXO_URL=$(head -1 "$EXO_LOG")
+  echo "[demo] fake eXo at $EXO_URL"
+  "$KUBECTL" -n "$NS" create secret generic exo-admin --type=kubernetes.io/basic-auth \
+    --from-literal=username=root --from-literal=password=gtn --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+  "$KUBECTL" -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: exomatrix.dev/v1alpha1
+kind: ExoSource
+metadata: {name: intranet}
+spec: {url: "$EXO_URL", credentialsSecretRef: exo-admin, interval: 30s}
+YAML
+fi
+
 LOG=$STATE/demo-operator.log
 "$BIN" run --credentials-secret "$NS/matrix-credentials" --namespace "$NS" >"$LOG" 2>&1 &
 OPERATOR=$!
-trap 'kill $OPERATOR 2>/dev/null || true' EXIT
+trap 'kill $OPERATOR ${FAKE_EXO:-} 2>/dev/null || true' EXIT
 echo "[demo] operator running (pid $OPERATOR, log $LOG); waiting for users and rooms"
 "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s mxu --all >/dev/null \
   || { tail -20 "$LOG"; exit 1; }
+if [[ ${DEMO_EXO:-0} == 1 ]]; then
+  "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s exo/intranet >/dev/null || { tail -20 "$LOG"; exit 1; }
+fi
 "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s srl --all >/dev/null \
   || { tail -20 "$LOG"; exit 1; }
+# Ready comes with the room; members join as their accounts become ready.
+"$KUBECTL" wait -n "$NS" --for=jsonpath='{.status.pendingMemberCount}'=0 --timeout=30s srl --all >/dev/null || true
+sleep 1
 
 echo
-"$KUBECTL" get srl,mxu -n "$NS"
+"$KUBECTL" get exo,srl,mxu -n "$NS"
 echo
 echo "[demo] the rooms, as Synapse itself shows them:"
 TOKEN=$("$KUBECTL" -n "$NS" get secret matrix-credentials-operator-token -o jsonpath='{.data.accessToken}' | base64 -d)

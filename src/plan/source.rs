@@ -151,6 +151,7 @@ pub fn plan_source(
 
     for username in &people {
         if hand_users.contains(username.as_str()) {
+            plan.conflicts.push(format!("user {username} has a MatrixUser not written by this ExoSource"));
             continue;
         }
         let name = user_name(username);

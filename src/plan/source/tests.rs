@@ -180,3 +180,13 @@ fn a_much_smaller_answer_is_not_trusted() {
     assert!(why.contains("2 spaces, down from 10"), "{why}");
     assert!(shrink_guard(Some((10, 100)), (10, 0), 0.5).is_some());
 }
+
+#[test]
+fn a_hand_written_matrix_user_is_left_alone_and_reported() {
+    let mut users = BTreeMap::new();
+    let spec: MatrixUserSpec = serde_json::from_value(serde_json::json!({"username": "ann"})).expect("spec");
+    users.insert("ann-by-hand".to_owned(), Existing { owned: false, key: "ann".into(), spec });
+    let plan = plan_source(&snapshot(), &settings(), &BTreeMap::new(), &users);
+    assert!(!plan.actions.iter().any(|a| matches!(a, SourceAction::ApplyUser { spec, .. } if spec.username == "ann")));
+    assert!(plan.conflicts.iter().any(|c| c.contains("user ann")), "{:?}", plan.conflicts);
+}
