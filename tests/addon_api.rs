@@ -33,26 +33,33 @@ async fn linkroom_and_room_lookup_answer_like_the_addon() {
         "matrix",
         &["--addon-api-addr", &format!("127.0.0.1:{port}"), "--addon-api-token-secret", &format!("{ns}/addon-token")],
     );
+    // Room aliases live in the shared Synapse: each run needs space ids of its own.
+    let alpha = unique("alpha").replace('-', "_");
     eventually("the addon API listens", Duration::from_secs(20), || async {
         reqwest::get(format!("http://127.0.0.1:{port}/rest/matrix")).await.ok().map(|_| ())
     })
     .await;
 
-    assert_eq!(call(port, "/rest/matrix/linkroom?spaceGroupId=alpha&create=true", None).await.0, 401);
-    assert_eq!(call(port, "/rest/matrix/linkroom?spaceGroupId=alpha&create=true", Some("wrong")).await.0, 401);
+    assert_eq!(call(port, &format!("/rest/matrix/linkroom?spaceGroupId={alpha}&create=true"), None).await.0, 401);
+    assert_eq!(
+        call(port, &format!("/rest/matrix/linkroom?spaceGroupId={alpha}&create=true"), Some("wrong")).await.0,
+        401
+    );
     assert_eq!(call(port, "/rest/matrix/linkroom?create=true", Some(TOKEN)).await.0, 400);
     assert_eq!(call(port, "/rest/matrix/linkroom?spaceGroupId=Not%20Valid&create=true", Some(TOKEN)).await.0, 400);
-    assert_eq!(call(port, "/rest/matrix?spaceId=alpha", Some(TOKEN)).await.0, 404);
+    assert_eq!(call(port, &format!("/rest/matrix?spaceId={alpha}"), Some(TOKEN)).await.0, 404);
 
-    let (status, name) = call(port, "/rest/matrix/linkroom?spaceGroupId=alpha&create=true", Some(TOKEN)).await;
-    assert_eq!((status, name.as_str()), (202, "linkroom-alpha"));
+    let (status, name) =
+        call(port, &format!("/rest/matrix/linkroom?spaceGroupId={alpha}&create=true"), Some(TOKEN)).await;
+    assert_eq!((status, name), (202, format!("linkroom-{}", alpha.replace('_', "-"))));
     let room = eventually("200 with the room id once Ready", Duration::from_secs(40), || async {
-        let (status, body) = call(port, "/rest/matrix/linkroom?spaceGroupId=alpha&create=true", Some(TOKEN)).await;
+        let (status, body) =
+            call(port, &format!("/rest/matrix/linkroom?spaceGroupId={alpha}&create=true"), Some(TOKEN)).await;
         (status == 200).then_some(body)
     })
     .await;
     assert!(room.starts_with('!'), "{room}");
-    assert_eq!(call(port, "/rest/matrix?spaceId=alpha", Some(TOKEN)).await, (200, room));
+    assert_eq!(call(port, &format!("/rest/matrix?spaceId={alpha}"), Some(TOKEN)).await, (200, room));
 
     // A space linked by some other object: 409.
     let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
