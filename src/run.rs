@@ -129,6 +129,11 @@ pub async fn run(
         http = Some(tokio::spawn(crate::http::serve(addr, probe, stopped())));
     }
 
+    // Every replica answers the addon API (it only writes objects), so a Service can reach any of them.
+    if let Some(addon) = &cfg.addon_api {
+        start_addon_api(&client, addon, stopped()).await;
+    }
+
     if let Some(lease) = &cfg.lease {
         tokio::select! {
             _ = crate::leader::acquire(&client, lease) => {}
@@ -159,9 +164,6 @@ pub async fn run(
             }
         }
     });
-    if let Some(addon) = &cfg.addon_api {
-        start_addon_api(&client, addon, stopped()).await;
-    }
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
     let recorder = Recorder::new(client.clone(), Reporter { controller: crate::MANAGER.into(), instance });
 
