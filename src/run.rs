@@ -153,7 +153,9 @@ pub async fn run(
     });
 
     // Only the leader talks to Synapse (and may bootstrap the admin account).
-    let session = session::watch_session(client.clone(), cfg.session.clone(), Duration::from_secs(10));
+    let session_refresh = Arc::new(tokio::sync::Notify::new());
+    let session =
+        session::watch_session(client.clone(), cfg.session.clone(), Duration::from_secs(10), session_refresh.clone());
     let mut forward = session.clone();
     tokio::spawn(async move {
         loop {
@@ -192,6 +194,7 @@ pub async fn run(
         users: Some(users),
         links: Some(links),
         caches_ready,
+        session_refresh,
     });
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");

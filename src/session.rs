@@ -180,7 +180,9 @@ async fn bootstrap_token(
         Ok(me) => me.user_id,
         Err(_) => user_id,
     };
-    store(&secrets, &name, &[(TOKEN_KEY, token.expose()), (USER_KEY, &user_id)]).await?;
+    // Server-side apply drops keys this manager stops sending: always send the password too.
+    store(&secrets, &name, &[(TOKEN_KEY, token.expose()), (USER_KEY, &user_id), (PASSWORD_KEY, password.expose())])
+        .await?;
     tracing::info!(user_id, secret = %name, "bootstrapped the operator's admin account through the shared secret");
     Ok(token)
 }
@@ -218,7 +220,15 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 
 /// Watches the credentials Secret and keeps a session current. A failed
 /// attempt is retried every `retry` until it works or the Secret changes.
-pub fn watch_session(kube: Client, cfg: SessionConfig, retry: Duration) -> watch::Receiver<SessionState> {
+///
+/// `refresh` asks for a new session while the current one looks healthy: a
+/// controller whose token Synapse no longer accepts (revoked, logged out) rings it.
+pub fn watch_session(
+    kube: Client,
+    cfg: SessionConfig,
+    retry: Duration,
+    refresh: Arc<tokio::sync::Notify>,
+) -> watch::Receiver<SessionState> {
     let (tx, rx) = watch::channel(SessionState::Starting);
     tokio::spawn(async move {
         let secrets: Api<Secret> = Api::namespaced(kube.clone(), &cfg.secret_namespace);
@@ -229,7 +239,16 @@ pub fn watch_session(kube: Client, cfg: SessionConfig, retry: Duration) -> watch
         let mut seen_any = false;
         let mut healthy = false;
         loop {
-            let event = if healthy || current.is_none() && seen_any {
+            let event = if healthy {
+                tokio::select! {
+                    e = events.next() => e,
+                    _ = refresh.notified() => {
+                        tracing::info!("Synapse refused the session's token; establishing a new session");
+                        healthy = false;
+                        Some(Ok(watcher::Event::InitDone))
+                    }
+                }
+            } else if current.is_none() && seen_any {
                 events.next().await
             } else {
                 match tokio::time::timeout(retry, events.next()).await {

@@ -120,3 +120,33 @@ async fn a_missing_secret_is_a_condition_not_a_crash() {
     ready(&api, &name.replace('_', "-"), "True").await;
     drop(op);
 }
+
+#[tokio::test]
+async fn a_revoked_operator_token_is_replaced_without_a_restart() {
+    let client = kube_client().await;
+    let ns = namespace(&client, "cred-revoke").await;
+    shared_secret_credentials(&client, &ns).await;
+    let api: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let op = Operator::start(&ns, "matrix", &[]);
+    let first = unique("lou").replace('-', "_");
+    api.create(&PostParams::default(), &user(&first)).await.expect("created");
+    ready(&api, &first.replace('_', "-"), "True").await;
+
+    // Someone logs the operator's session out in Synapse.
+    let token = String::from_utf8(stored_token(&secrets).await).expect("utf-8");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_matrix/client/v3/logout", platform().synapse_url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("logout");
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let second = unique("mo").replace('-', "_");
+    api.create(&PostParams::default(), &user(&second)).await.expect("created");
+    ready(&api, &second.replace('_', "-"), "True").await;
+    assert_ne!(String::from_utf8(stored_token(&secrets).await).expect("utf-8"), token, "a new token was stored");
+    assert!(op.log_text().contains("establishing a new session"), "{}", op.log_text());
+}

@@ -57,6 +57,8 @@ pub struct Context {
     /// Turns true once the MatrixUser cache holds the whole list. (A controller
     /// store's own `wait_until_ready` wakes only one of several waiters.)
     pub caches_ready: watch::Receiver<bool>,
+    /// Rung when Synapse refuses the session's token, so a new one is made.
+    pub session_refresh: Arc<tokio::sync::Notify>,
 }
 
 impl Context {
@@ -74,6 +76,16 @@ impl Context {
     pub async fn caches_ready(&self) -> Result<(), Error> {
         let mut ready = self.caches_ready.clone();
         ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::Invalid("the operator is shutting down".into()))
+    }
+
+    /// Reacts to a failed reconcile where the session is concerned: a token
+    /// Synapse no longer accepts (401) asks for a new session.
+    pub fn note_failure(&self, err: &Error) {
+        if let Error::Synapse { source, .. } = err
+            && source.status() == Some(401)
+        {
+            self.session_refresh.notify_one();
+        }
     }
 
     /// The periodic resync, jittered by ±10% so objects do not all wake together.

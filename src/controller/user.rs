@@ -236,6 +236,7 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
 }
 
 async fn report_failure(user: &MatrixUser, ctx: &Context, err: &Error) {
+    ctx.note_failure(err);
     let message = chain(err);
     tracing::warn!(user = %user.name_any(), namespace = ?user.namespace(), error = %message, "reconcile failed");
     let mut status = user.status.clone().unwrap_or_default();

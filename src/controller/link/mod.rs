@@ -43,6 +43,7 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
     match result {
         Ok(action) => Ok(action),
         Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => {
+            ctx.note_failure(&e);
             let mut status = link.status.clone().unwrap_or_default();
             let message = chain(&e);
             tracing::warn!(link = %link.name_any(), namespace = ?link.namespace(), error = %message, "reconcile failed");
