@@ -122,3 +122,70 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
     })
     .await;
 }
+
+/// eXo 6.x answers `spacesMemberships?space=` with the caller's memberships only: the
+/// rosters come from `/spaces/{id}/users`, and an empty roster is never taken as the
+/// truth while the space counts members.
+#[tokio::test]
+async fn exo6_rosters_are_read_and_an_unconfirmed_empty_roster_kicks_nobody() {
+    let p = platform();
+    let client = kube_client().await;
+    let ns = namespace(&client, "exo6").await;
+    shared_secret_credentials(&client, &ns).await;
+    let tag = unique("x").replace('-', "");
+    let (ann, bob) = (format!("ann{tag}"), format!("bob{tag}"));
+    let exo = FakeExo::start().await;
+    exo.edit(|s| {
+        s.version = support::exo::Version::Exo6;
+        s.spaces.insert("21".into(), (format!("team{tag}"), "Team".into(), "Our team".into()));
+        s.members.insert("21".into(), vec![ann.clone(), bob.clone()]);
+        s.managers.insert("21".into(), vec![ann.clone()]);
+        for u in [&ann, &bob] {
+            s.users.insert(u.clone(), (format!("{u} Full"), format!("{u}@example.org"), true));
+        }
+    });
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "exo-admin"},
+        "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": PASSWORD}});
+    let (ok, _, err) = p.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(&secret.to_string()));
+    assert!(ok, "{err}");
+    let _op = Operator::start(&ns, "matrix", &[]);
+    let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
+    let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
+        "metadata": {"name": "intranet"}, "spec": {"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s"}}))
+    .expect("source");
+    sources.create(&PostParams::default(), &source).await.expect("source created");
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
+    eventually("the eXo 6 roster in the room", WAIT, || async {
+        let l = links.get("exo-space-21").await.ok()?;
+        (l.status?.joined_members == Some(2)).then_some(())
+    })
+    .await;
+    let message = source_condition(&sources, "Synced").await;
+    assert!(message.contains("eXo 6"), "{message}");
+
+    // The rosters come back empty while the space still counts its members: held, nobody removed.
+    exo.edit(|s| s.misbehave = Some(Misbehaviour::EmptyRosters));
+    let held = eventually("the space held", WAIT, || async {
+        let s = sources.get("intranet").await.ok()?;
+        let (status, _, message) = condition(serde_json::to_value(&s.status).ok().as_ref(), "RosterHeld")?;
+        (status == "True").then_some(message)
+    })
+    .await;
+    assert!(held.contains("2 members"), "{held}");
+    let l = links.get("exo-space-21").await.expect("link kept");
+    assert_eq!(l.spec.members.len(), 2, "the link still lists both");
+    let users: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
+    assert!(users.get(&format!("exo-user-{bob}")).await.expect("bob").spec.enabled);
+
+    // A real drop to zero goes through.
+    exo.edit(|s| {
+        s.misbehave = None;
+        s.members.insert("21".into(), vec![]);
+        s.managers.insert("21".into(), vec![]);
+    });
+    eventually("the emptied space mirrored", WAIT, || async {
+        let l = links.get("exo-space-21").await.ok()?;
+        l.spec.members.is_empty().then_some(())
+    })
+    .await;
+}

@@ -17,7 +17,7 @@ use super::status::{self, publish};
 use super::{Context, Error, conditions};
 use crate::crd::{ExoSource, ExoSourceStatus, MatrixUser, SpaceRoomLink};
 use crate::exo::ExoClient;
-use crate::plan::source::{Existing, SourceAction, SourceSettings, plan_source, shrink_guard};
+use crate::plan::source::{Existing, SourceAction, SourceSettings, SpaceMatcher, plan_source, shrink_guard};
 use crate::secret::SecretString;
 use crate::session::chain;
 
@@ -57,6 +57,8 @@ fn fail(reason: &'static str) -> impl FnOnce(String) -> Failure {
 
 async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Result<(), Failure> {
     let ns = source.namespace().unwrap_or_default();
+    let spaces = SpaceMatcher::new(&source.spec.spaces.include, &source.spec.spaces.exclude)
+        .map_err(|e| fail("InvalidSpec")(format!("{}; nothing was changed", chain(&e))))?;
     let client = exo_client(source, ctx).await.map_err(fail("CredentialsUnavailable"))?;
     let snapshot =
         client.snapshot().await.map_err(|e| fail("ExoUnavailable")(format!("{}; nothing was changed", chain(&e))))?;
@@ -99,8 +101,7 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
         .collect();
     let settings = SourceSettings {
         base_url: source.spec.url.clone(),
-        include: source.spec.spaces.include.clone(),
-        exclude: source.spec.spaces.exclude.clone(),
+        spaces,
         create_rooms: source.spec.create_rooms,
         deletion_policy: source.spec.deletion_policy,
     };
@@ -143,10 +144,20 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
         let message = plan.conflicts.join("; ");
         conditions::set(&mut st.conditions, "Conflict", true, "HandWrittenObject", &message, generation);
     }
-    let message = format!(
-        "{} spaces and {} users in sync ({} written this pass)",
-        plan.spaces_synced, plan.users_synced, written
+    if plan.held.is_empty() {
+        conditions::remove(&mut st.conditions, "RosterHeld");
+    } else {
+        let message = format!("{}; their links were left as they are", plan.held.join("; "));
+        conditions::set(&mut st.conditions, "RosterHeld", true, "RosterUnconfirmed", &message, generation);
+        publish(ctx, source, EventType::Warning, "RosterHeld", &message).await;
+    }
+    let mut message = format!(
+        "{} spaces and {} users in sync from {} ({} written this pass)",
+        plan.spaces_synced, plan.users_synced, snapshot.dialect, written
     );
+    if !plan.held.is_empty() {
+        message.push_str(&format!("; {} spaces held, see RosterHeld", plan.held.len()));
+    }
     conditions::set(&mut st.conditions, "Ready", true, "Synced", &message, generation);
     Ok(())
 }

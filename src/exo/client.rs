@@ -7,11 +7,14 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::model::{Snapshot, Space, User};
+use super::model::{Dialect, Snapshot, Space, User};
 use crate::secret::SecretString;
 
 /// Entries asked per page.
 const PAGE: usize = 100;
+/// Pages read from one collection at most: 2,000 pages of 100 is far more than any
+/// intranet, and ends a listing whose server never says it is done.
+const MAX_PAGES: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExoError {
@@ -31,6 +34,10 @@ pub enum ExoError {
     },
     #[error("GET {path}: eXo announced {announced} entries but gave {got}")]
     Partial { path: String, announced: usize, got: usize },
+    #[error(
+        "GET {path}: eXo still answered full pages after {pages} pages ({entries} entries) without saying where the list ends; stopped"
+    )]
+    TooManyPages { path: String, pages: usize, entries: usize },
     #[error("invalid eXo URL {0:?}")]
     Url(String),
 }
@@ -43,19 +50,22 @@ struct Page<T> {
     size: Option<usize>,
 }
 
+/// A Meeds 7 membership entry. M6/X5 entries (the caller's own memberships)
+/// have neither `username` nor `spaceId`, which is how they are told apart.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Membership {
     #[serde(default)]
     username: Option<String>,
-    /// M6/X5 entries have no `username`; their id is `prettyName:username:role`.
     #[serde(default)]
-    id: Option<String>,
+    space_id: Option<String>,
 }
 
-impl Membership {
-    fn username(self) -> Option<String> {
-        self.username.or_else(|| self.id?.split(':').nth(1).map(str::to_owned))
-    }
+/// An entry of `/spaces/{id}/users`: a user object.
+#[derive(Deserialize)]
+struct RosterUser {
+    #[serde(default)]
+    username: Option<String>,
 }
 
 #[derive(Clone)]
@@ -64,6 +74,8 @@ pub struct ExoClient {
     base: Url,
     username: String,
     password: SecretString,
+    page: usize,
+    max_pages: usize,
 }
 
 impl ExoClient {
@@ -75,7 +87,14 @@ impl ExoClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|_| ExoError::Url(base_url.into()))?;
-        Ok(Self { http, base, username: username.to_owned(), password })
+        Ok(Self { http, base, username: username.to_owned(), password, page: PAGE, max_pages: MAX_PAGES })
+    }
+
+    /// Entries asked per page and the most pages read from one collection.
+    pub fn with_paging(mut self, page: usize, max_pages: usize) -> Self {
+        self.page = page.max(1);
+        self.max_pages = max_pages.max(1);
+        self
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ExoError> {
@@ -97,58 +116,112 @@ impl ExoClient {
     }
 
     /// Pages through a collection; a page error or a short total fails the whole listing.
+    ///
+    /// `size` is the total in M6/M7 but the page length in X5, so a full page is
+    /// always followed by another request; the listing ends on a short page, and
+    /// a server that never gives one is stopped after `max_pages`.
     async fn all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ExoError> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
-        loop {
+        for _ in 0..self.max_pages {
             let page: Page<T> =
-                self.get(&format!("{path}{sep}offset={}&limit={PAGE}&returnSize=true", items.len())).await?;
+                self.get(&format!("{path}{sep}offset={}&limit={}&returnSize=true", items.len(), self.page)).await?;
             let got = page.items.len();
             items.extend(page.items);
             match page.size {
-                Some(total) if items.len() >= total => return Ok(items),
-                Some(total) if got == 0 => {
+                Some(total) if got == 0 && items.len() < total => {
                     return Err(ExoError::Partial { path: path.to_owned(), announced: total, got: items.len() });
                 }
-                Some(_) => continue,
-                None if got < PAGE => return Ok(items),
-                None => continue,
+                _ if got == 0 => return Ok(items),
+                Some(total) if items.len() < total => continue,
+                _ if got >= self.page => continue,
+                _ => return Ok(items),
             }
         }
+        Err(ExoError::TooManyPages { path: path.to_owned(), pages: self.max_pages, entries: items.len() })
     }
 
-    /// GET /rest/private/v1/social/spaces?filterType=all (all pages)
+    /// GET /rest/private/v1/social/spaces?filterType=all (all pages; X5 ignores `filterType`
+    /// and lists every space to a super manager)
     pub async fn spaces(&self) -> Result<Vec<Space>, ExoError> {
         self.all("rest/private/v1/social/spaces?filterType=all").await
     }
 
-    /// GET /rest/private/v1/social/spacesMemberships?space={id}&status={role} (all pages)
-    pub async fn roster(&self, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
+    /// GET /rest/private/v1/social/spacesMemberships?space={id}&status={role} (all pages; Meeds 7)
+    ///
+    /// Only entries about this space count: M6/X5 answer with the caller's own memberships.
+    pub async fn memberships(&self, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
         let path = format!("rest/private/v1/social/spacesMemberships?space={space_id}&status={role}");
         let entries: Vec<Membership> = self.all(&path).await?;
-        Ok(entries.into_iter().filter_map(Membership::username).collect())
+        Ok(entries.into_iter().filter(|m| m.space_id.as_deref() == Some(space_id)).filter_map(|m| m.username).collect())
     }
 
-    /// GET /rest/private/v1/social/users?userType=all&isDisabled={false,true} (all pages)
-    pub async fn users(&self) -> Result<BTreeMap<String, User>, ExoError> {
+    /// GET /rest/private/v1/social/spaces/{id}/users?role={role} (all pages; eXo 5.3 and 6.x)
+    pub async fn space_users(&self, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
+        let path = format!("rest/private/v1/social/spaces/{space_id}/users?role={role}");
+        let entries: Vec<RosterUser> = self.all(&path).await?;
+        Ok(entries.into_iter().filter_map(|u| u.username).collect())
+    }
+
+    /// One roster, through the endpoint the dialect has.
+    pub async fn roster(&self, dialect: Dialect, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
+        match dialect {
+            Dialect::Meeds7 => self.memberships(space_id, role).await,
+            Dialect::Exo6 | Dialect::Exo5 => self.space_users(space_id, role).await,
+        }
+    }
+
+    /// GET /rest/private/v1/social/users?userType=all&isDisabled={false,true} (all pages);
+    /// eXo 5.3 has neither filter: GET /rest/private/v1/social/users
+    pub async fn users(&self, dialect: Dialect) -> Result<BTreeMap<String, User>, ExoError> {
+        let paths: &[&str] = match dialect {
+            Dialect::Exo5 => &["rest/private/v1/social/users"],
+            Dialect::Meeds7 | Dialect::Exo6 => &[
+                "rest/private/v1/social/users?userType=all&isDisabled=false",
+                "rest/private/v1/social/users?userType=all&isDisabled=true",
+            ],
+        };
         let mut users = BTreeMap::new();
-        for disabled in ["false", "true"] {
-            let page: Vec<User> =
-                self.all(&format!("rest/private/v1/social/users?userType=all&isDisabled={disabled}")).await?;
-            for u in page {
+        for path in paths {
+            for u in self.all::<User>(path).await? {
                 users.insert(u.username.clone(), u);
             }
         }
         Ok(users)
     }
 
+    /// Which API answered, from the spaces it listed and, when that does not tell,
+    /// from a roster it should have: X5 spaces carry no `prettyName`; Meeds 7 lists a
+    /// space's memberships by its id, eXo 6 only the caller's. With no space that says
+    /// it has members, the `/spaces/{id}/users` roster every version serves is used.
+    /// Returns the probed roster too, so it is not read twice.
+    async fn dialect(&self, spaces: &[Space]) -> Result<(Dialect, Option<(String, BTreeSet<String>)>), ExoError> {
+        if !spaces.is_empty() && spaces.iter().all(|s| s.pretty_name.is_none() && s.members_count.is_none()) {
+            return Ok((Dialect::Exo5, None));
+        }
+        let Some(probe) = spaces.iter().find(|s| s.members_count.is_some_and(|n| n > 0)) else {
+            return Ok((Dialect::Exo6, None));
+        };
+        let members = self.memberships(&probe.id, "member").await?;
+        if members.is_empty() {
+            Ok((Dialect::Exo6, None))
+        } else {
+            Ok((Dialect::Meeds7, Some((probe.id.clone(), members))))
+        }
+    }
+
     /// Everything at once; any failure fails the snapshot (nothing is acted on partially).
     pub async fn snapshot(&self) -> Result<Snapshot, ExoError> {
         let spaces = self.spaces().await?;
-        let mut snapshot = Snapshot { users: self.users().await?, ..Snapshot::default() };
+        let (dialect, probed) = self.dialect(&spaces).await?;
+        let mut snapshot = Snapshot { dialect, users: self.users(dialect).await?, ..Snapshot::default() };
         for space in &spaces {
-            snapshot.members.insert(space.id.clone(), self.roster(&space.id, "member").await?);
-            snapshot.managers.insert(space.id.clone(), self.roster(&space.id, "manager").await?);
+            let members = match &probed {
+                Some((id, members)) if *id == space.id => members.clone(),
+                _ => self.roster(dialect, &space.id, "member").await?,
+            };
+            snapshot.members.insert(space.id.clone(), members);
+            snapshot.managers.insert(space.id.clone(), self.roster(dialect, &space.id, "manager").await?);
         }
         snapshot.spaces = spaces;
         Ok(snapshot)

@@ -36,26 +36,59 @@ fn dns_safe(s: &str) -> String {
     mapped.trim_matches(|c| c == '-' || c == '.').chars().take(200).collect()
 }
 
-/// `*` and `?` globs, as `spaces.include` / `spaces.exclude` take them.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    fn rec(p: &[char], t: &[char]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some('*'), _) => rec(&p[1..], t) || (!t.is_empty() && rec(p, &t[1..])),
-            (Some('?'), Some(_)) => rec(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a == b => rec(&p[1..], &t[1..]),
-            _ => false,
+#[derive(Debug, thiserror::Error)]
+#[error("spaces.{field}: invalid pattern {pattern:?}")]
+pub struct PatternError {
+    pub field: &'static str,
+    pub pattern: String,
+    #[source]
+    source: globset::Error,
+}
+
+/// `spaces.include` / `spaces.exclude`: `*` and `?` globs on the pretty name (any
+/// other character is literal). Each list is compiled once into one automaton
+/// (globset, on the regex crate), so matching is linear in the name whatever the patterns.
+#[derive(Debug, Clone, Default)]
+pub struct SpaceMatcher {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+}
+
+impl SpaceMatcher {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, PatternError> {
+        fn set(field: &'static str, patterns: &[String]) -> Result<Option<globset::GlobSet>, PatternError> {
+            if patterns.is_empty() {
+                return Ok(None);
+            }
+            let mut builder = globset::GlobSetBuilder::new();
+            for pattern in patterns {
+                let glob: String = pattern
+                    .chars()
+                    .map(|c| if c == '*' || c == '?' { c.to_string() } else { globset::escape(&c.to_string()) })
+                    .collect();
+                let glob = globset::GlobBuilder::new(&glob)
+                    .literal_separator(false)
+                    .build()
+                    .map_err(|source| PatternError { field, pattern: pattern.clone(), source })?;
+                builder.add(glob);
+            }
+            let err = |source| PatternError { field, pattern: patterns.join(", "), source };
+            builder.build().map(Some).map_err(err)
         }
+        Ok(Self { include: set("include", include)?, exclude: set("exclude", exclude)? })
     }
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    rec(&p, &t)
+
+    /// Included (by any pattern, or no include list) and not excluded.
+    pub fn matches(&self, name: &str) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(name))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(name))
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct SourceSettings {
     pub base_url: String,
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
+    pub spaces: SpaceMatcher,
     pub create_rooms: bool,
     pub deletion_policy: LinkDeletionPolicy,
 }
@@ -82,13 +115,29 @@ pub struct SourcePlan {
     pub actions: Vec<SourceAction>,
     /// Spaces or users a hand-written object already covers: left alone, reported.
     pub conflicts: Vec<String>,
+    /// Spaces whose roster eXo did not confirm: their links are left as they are.
+    pub held: Vec<String>,
     pub spaces_synced: usize,
     pub users_synced: usize,
 }
 
+/// Patterns match the pretty name; X5 spaces have none, their group suffix stands in.
 fn wanted(space: &Space, s: &SourceSettings) -> bool {
-    let name = space.pretty_name.as_deref().or(space.group_suffix()).unwrap_or("");
-    (s.include.is_empty() || s.include.iter().any(|p| glob(p, name))) && !s.exclude.iter().any(|p| glob(p, name))
+    s.spaces.matches(space.pretty_name.as_deref().or(space.group_suffix()).unwrap_or(""))
+}
+
+/// Why a space's roster cannot be taken as the truth: the space says it has
+/// members (or managers) and the roster lists none, as eXo 6's caller-only
+/// memberships would. A space whose count is 0 (or unknown) is believed.
+pub fn unconfirmed_roster(space: &Space, members: &BTreeSet<String>, managers: &BTreeSet<String>) -> Option<String> {
+    for (what, count, roster) in
+        [("members", space.members_count, members), ("managers", space.managers_count, managers)]
+    {
+        if let Some(n) = count.filter(|n| *n > 0 && roster.is_empty()) {
+            return Some(format!("eXo says it has {n} {what} but listed none"));
+        }
+    }
+    None
 }
 
 fn absolute(base: &str, url: &str) -> String {
@@ -116,6 +165,15 @@ pub fn plan_source(
         let name = link_name(space);
         let members = snap.members.get(&space.id).cloned().unwrap_or_default();
         let managers = snap.managers.get(&space.id).cloned().unwrap_or_default();
+        if let Some(why) = unconfirmed_roster(space, &members, &managers) {
+            plan.held.push(format!("space {group} (id {}): {why}", space.id));
+            // Its link and the accounts of the people it lists stay as they are.
+            if let Some(link) = links.get(&name).filter(|l| l.owned) {
+                wanted_links.insert(name.clone());
+                people.extend(link.spec.members.iter().chain(&link.spec.managers).cloned());
+            }
+            continue;
+        }
         people.extend(members.iter().cloned());
         people.extend(managers.iter().cloned());
         if hand_links.contains(group) {

@@ -1,6 +1,7 @@
-//! A fake eXo REST server, written only from `../shared/docs/exo-rest-contract.md`
-//! (Meeds 7 shapes): Basic auth on `/rest/private`, paged collections with
-//! `offset`/`limit`/`returnSize`, and switches for the ways eXo misbehaves.
+//! A fake eXo REST server, written only from `../shared/docs/exo-rest-contract.md`:
+//! Basic auth on `/rest/private`, paged collections with `offset`/`limit`/`returnSize`,
+//! the Meeds 7, eXo 6.x and eXo 5.3 shapes (`State::version`), and switches for
+//! the ways eXo misbehaves.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,24 @@ pub enum Misbehaviour {
     Malformed,
     /// An empty list of spaces, as a broken search index would give.
     NoSpaces,
+    /// Every roster empty while the spaces still count their members.
+    EmptyRosters,
+    /// No `size`, `offset` ignored: the same full page forever.
+    EndlessFullPages,
+}
+
+/// Which eXo answers (contract §7).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Version {
+    /// Meeds / eXo 7: rosters through `spacesMemberships?space={id}`.
+    #[default]
+    Meeds7,
+    /// eXo 6.x: `spacesMemberships` lists only the caller's memberships (`space` is a
+    /// display name); rosters through `/spaces/{id}/users?role=`.
+    Exo6,
+    /// eXo 5.3: spaces without `prettyName` and counts, users without filters
+    /// (`userType`, `isDisabled` ignored), `size` is the page length.
+    Exo5,
 }
 
 #[derive(Default)]
@@ -33,6 +52,7 @@ pub struct State {
     /// username → (fullname, email, enabled)
     pub users: BTreeMap<String, (String, String, bool)>,
     pub misbehave: Option<Misbehaviour>,
+    pub version: Version,
     /// Longest page served whatever `limit` asks, so that paging is exercised.
     pub page_cap: usize,
     pub requests: usize,
@@ -87,17 +107,30 @@ fn query(target: &str) -> BTreeMap<String, String> {
 }
 
 /// One page of `items` under `key`, as `CollectionEntity` shapes it.
-fn page(key: &str, items: Vec<Value>, q: &BTreeMap<String, String>, cap: usize) -> (&'static str, String) {
+fn page(key: &str, items: Vec<Value>, q: &BTreeMap<String, String>, s: &State) -> (&'static str, String) {
     let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
-    // Spaces: an absent limit is bound as 0 and gives an empty page (contract §3.1).
-    let default_limit = if key == "spaces" { 0 } else { 20 };
+    // Spaces: an absent limit is bound as 0 and gives an empty page (M6/M7, contract §3.1); X5 defaults to 20.
+    let default_limit = if key == "spaces" && s.version != Version::Exo5 { 0 } else { 20 };
     let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(default_limit);
+    if s.misbehave == Some(Misbehaviour::EndlessFullPages) {
+        let slice: Vec<Value> = items.iter().cycle().take(limit).cloned().collect();
+        return ("200 OK", json!({key: slice, "offset": offset, "limit": limit}).to_string());
+    }
+    // An explicit limit is used uncapped by the real servers; the cap makes M6/M7 paging visible in tests.
+    let cap = if s.version == Version::Exo5 { usize::MAX } else { s.page_cap };
     let slice: Vec<Value> = items.iter().skip(offset).take(limit.min(cap)).cloned().collect();
     let mut body = json!({key: slice, "offset": offset, "limit": limit});
     if q.get("returnSize").map(String::as_str) == Some("true") {
-        body["size"] = json!(items.len());
+        // X5: returnSize gives the page length, not the total.
+        body["size"] = json!(if s.version == Version::Exo5 { slice.len() } else { items.len() });
     }
     ("200 OK", body.to_string())
+}
+
+/// Enabled usernames of a roster (disabled users drop out of rosters and counts, §3.2).
+fn roster<'a>(s: &'a State, space: &str, role: &str) -> Vec<&'a String> {
+    let names = if role == "manager" { s.managers.get(space) } else { s.members.get(space) };
+    names.into_iter().flatten().filter(|u| s.users.get(*u).is_some_and(|(_, _, enabled)| *enabled)).collect()
 }
 
 fn respond(request: &str, state: &Arc<Mutex<State>>) -> (&'static str, String) {
@@ -119,47 +152,88 @@ fn respond(request: &str, state: &Arc<Mutex<State>>) -> (&'static str, String) {
     match path {
         "/rest/private/v1/social/spaces" => {
             if s.misbehave == Some(Misbehaviour::NoSpaces) {
-                return page("spaces", vec![], &q, s.page_cap);
+                return page("spaces", vec![], &q, &s);
             }
             let items = s
                 .spaces
                 .iter()
                 .map(|(id, (pretty, display, description))| {
-                    json!({"id": id, "displayName": display, "prettyName": pretty, "groupId": format!("/spaces/{pretty}"),
-                           "description": description, "visibility": "private", "subscription": "validation",
-                           "membersCount": s.members.get(id).map_or(0, Vec::len)})
+                    let mut space = json!({"id": id, "displayName": display, "groupId": format!("/spaces/{pretty}"),
+                           "description": description, "visibility": "private", "subscription": "validation"});
+                    if s.version != Version::Exo5 {
+                        space["prettyName"] = json!(pretty);
+                        space["membersCount"] = json!(roster(&s, id, "member").len());
+                        space["managersCount"] = json!(roster(&s, id, "manager").len());
+                    }
+                    space
                 })
                 .collect();
-            page("spaces", items, &q, s.page_cap)
+            page("spaces", items, &q, &s)
         }
         "/rest/private/v1/social/spacesMemberships" => {
             let space = q.get("space").cloned().unwrap_or_default();
             let role = q.get("status").cloned().unwrap_or_else(|| "member".into());
+            if s.version != Version::Meeds7 {
+                // M6/X5: the caller's own memberships, `space` filtering on the display name.
+                let items = s
+                    .spaces
+                    .iter()
+                    .filter(|(_, (_, display, _))| *display == space)
+                    .filter(|(id, _)| roster(&s, id, "member").iter().any(|u| *u == USERNAME))
+                    .map(|(_, (pretty, _, _))| json!({"id": format!("{pretty}:{USERNAME}:member"), "role": "member"}))
+                    .collect();
+                return page("spacesMemberships", items, &q, &s);
+            }
             let Some((pretty, _, _)) = s.spaces.get(&space).cloned() else {
                 return ("401 Unauthorized", String::new());
             };
-            let names = if role == "manager" { s.managers.get(&space) } else { s.members.get(&space) };
-            let items = names
+            let items = if s.misbehave == Some(Misbehaviour::EmptyRosters) { Vec::new() } else { roster(&s, &space, &role) }
                 .into_iter()
-                .flatten()
-                .filter(|u| s.users.get(*u).is_some_and(|(_, _, enabled)| *enabled))
                 .map(|u| json!({"id": format!("{pretty}:{u}:{role}"), "username": u, "spaceId": space, "role": role, "status": "approved"}))
                 .collect();
-            page("spacesMemberships", items, &q, s.page_cap)
+            page("spacesMemberships", items, &q, &s)
         }
         "/rest/private/v1/social/users" => {
             let disabled = q.get("isDisabled").map(String::as_str) == Some("true");
             let items = s
                 .users
                 .iter()
-                .filter(|(_, (_, _, enabled))| *enabled != disabled)
-                .map(|(u, (full, email, enabled))| {
-                    json!({"id": u, "username": u, "userName": u, "fullname": full, "email": email,
-                           "enabled": enabled, "deleted": false, "isDefaultAvatar": true})
-                })
+                // X5 has no `isDisabled` filter: one listing of everyone.
+                .filter(|(_, (_, _, enabled))| s.version == Version::Exo5 || *enabled != disabled)
+                .map(|(u, (full, email, enabled))| user_json(&s, u, full, email, *enabled))
                 .collect();
-            page("users", items, &q, s.page_cap)
+            page("users", items, &q, &s)
         }
-        _ => ("404 Not Found", String::new()),
+        _ => match path.strip_prefix("/rest/private/v1/social/spaces/").and_then(|p| p.strip_suffix("/users")) {
+            // Every version serves a space's roster here (M7: deprecated, still present).
+            Some(id) if s.spaces.contains_key(id) => {
+                let role = q.get("role").cloned().unwrap_or_else(|| "member".into());
+                let items =
+                    if s.misbehave == Some(Misbehaviour::EmptyRosters) { Vec::new() } else { roster(&s, id, &role) }
+                        .into_iter()
+                        .filter_map(|u| {
+                            let (full, email, enabled) = s.users.get(u)?;
+                            let mut entry = user_json(&s, u, full, email, *enabled);
+                            entry["isMember"] = json!(true);
+                            entry["isManager"] = json!(roster(&s, id, "manager").contains(&u));
+                            Some(entry)
+                        })
+                        .collect();
+                page("users", items, &q, &s)
+            }
+            Some(_) => ("401 Unauthorized", String::new()),
+            None => ("404 Not Found", String::new()),
+        },
     }
+}
+
+/// A user object: X5 has no `userName` nor `isDefaultAvatar`.
+fn user_json(s: &State, u: &str, full: &str, email: &str, enabled: bool) -> Value {
+    let mut user =
+        json!({"id": u, "username": u, "fullname": full, "email": email, "enabled": enabled, "deleted": false});
+    if s.version != Version::Exo5 {
+        user["userName"] = json!(u);
+        user["isDefaultAvatar"] = json!(true);
+    }
+    user
 }

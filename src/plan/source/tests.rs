@@ -9,6 +9,8 @@ fn space(id: &str, pretty: &str) -> Space {
         group_id: Some(format!("/spaces/{pretty}")),
         description: Some("about".into()),
         avatar_url: Some(format!("/portal/rest/v1/social/spaces/{id}/avatar?r=x&byId=true")),
+        members_count: None,
+        managers_count: None,
     }
 }
 
@@ -42,7 +44,7 @@ fn snapshot() -> Snapshot {
 fn settings() -> SourceSettings {
     SourceSettings {
         base_url: "https://exo.example.org".into(),
-        exclude: vec!["sandbox*".into()],
+        spaces: SpaceMatcher::new(&[], &["sandbox*".into()]).expect("patterns"),
         create_rooms: true,
         ..SourceSettings::default()
     }
@@ -88,9 +90,69 @@ fn names_are_stable_valid_and_collision_free() {
 
 #[test]
 fn globs_match_pretty_names() {
-    assert!(glob("sandbox*", "sandbox_1"));
-    assert!(glob("m?rketing", "marketing"));
-    assert!(!glob("sandbox*", "marketing"));
+    let m = |include: &[&str], exclude: &[&str]| {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        SpaceMatcher::new(&owned(include), &owned(exclude)).expect("patterns")
+    };
+    assert!(m(&["sandbox*"], &[]).matches("sandbox_1"));
+    assert!(m(&["m?rketing"], &[]).matches("marketing"));
+    assert!(!m(&["sandbox*"], &[]).matches("marketing"));
+    assert!(m(&[], &[]).matches("anything"));
+    assert!(!m(&["*"], &["*_old"]).matches("sales_old"));
+    // Only `*` and `?` are special: brackets and braces are literal.
+    assert!(m(&["team[1]"], &[]).matches("team[1]"));
+    assert!(!m(&["team[1]"], &[]).matches("team1"));
+    assert!(m(&["{a,b}"], &[]).matches("{a,b}"));
+}
+
+/// The old recursive matcher took exponential time on these; the automaton is linear.
+#[test]
+fn patterns_with_many_stars_match_in_linear_time() {
+    let pattern = "*a".repeat(40) + "b";
+    let name = "a".repeat(5_000);
+    let m = SpaceMatcher::new(&[pattern], &[]).expect("patterns");
+    assert!(!m.matches(&name));
+    assert!(m.matches(&format!("{name}b")));
+}
+
+#[test]
+fn an_empty_roster_is_held_while_the_space_says_it_has_members() {
+    let (mut links, mut users) = (BTreeMap::new(), BTreeMap::new());
+    let mut first = snapshot();
+    first.spaces[0].members_count = Some(2);
+    first.spaces[0].managers_count = Some(1);
+    apply(&plan_source(&first, &settings(), &links, &users), &mut links, &mut users);
+    assert_eq!(links["exo-space-12"].spec.members, vec!["ann", "bob"]);
+
+    // eXo 6 answering only the caller's memberships: the space says 2, the roster says none.
+    let mut empty = first.clone();
+    empty.members.insert("12".into(), BTreeSet::new());
+    empty.managers.insert("12".into(), BTreeSet::new());
+    let plan = plan_source(&empty, &settings(), &links, &users);
+    assert!(plan.actions.is_empty(), "nothing changes for a held space: {:?}", plan.actions);
+    assert_eq!(plan.held.len(), 1);
+    assert!(plan.held[0].contains("marketing") && plan.held[0].contains("2 members"), "{:?}", plan.held);
+
+    // Only the managers vanish while the space says it has one: held too.
+    let mut no_managers = first.clone();
+    no_managers.managers.insert("12".into(), BTreeSet::new());
+    let plan = plan_source(&no_managers, &settings(), &links, &users);
+    assert!(plan.actions.is_empty() && plan.held.len() == 1, "{plan:?}");
+
+    // A real drop to zero goes through: the members leave the link, their accounts are disabled.
+    let mut zero = empty.clone();
+    zero.spaces[0].members_count = Some(0);
+    zero.spaces[0].managers_count = Some(0);
+    let plan = plan_source(&zero, &settings(), &links, &users);
+    assert!(plan.held.is_empty());
+    assert!(plan.actions.iter().any(|a| matches!(a, SourceAction::ApplyLink { spec, .. } if spec.members.is_empty())));
+    assert!(plan.actions.contains(&SourceAction::DisableUser { name: user_name("bob") }), "{:?}", plan.actions);
+
+    // A space without counts (eXo 5.3) is believed as it is.
+    let mut x5 = empty.clone();
+    x5.spaces[0].members_count = None;
+    x5.spaces[0].managers_count = None;
+    assert!(plan_source(&x5, &settings(), &links, &users).held.is_empty());
 }
 
 #[test]
