@@ -7,7 +7,13 @@
 //!   202 with the link's name while it is being made, 200 with the room id once Ready.
 //! - `GET /rest/matrix?spaceId=…` answers the linked room id, 404 when there is none.
 //!
-//! Every call needs `Authorization: Bearer <token>`; no token configured, no server.
+//! Both are served under `/rest/matrix…` and under `/portal/rest/matrix…`, the
+//! path eXo administrators call the addon by, so a reverse proxy can forward the
+//! old URL unchanged.
+//!
+//! Every call needs `Authorization: Bearer <token>`, the `token` key of a Secret
+//! that is watched: a rotated token is in force without a restart, and while the
+//! Secret has none every call is refused with 503.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,9 +23,13 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+use tokio::sync::watch;
 
 use crate::crd::{ExoSource, SpaceRoomLink, SpaceRoomLinkSpec};
 use crate::secret::SecretString;
@@ -31,7 +41,60 @@ pub struct AddonApi {
     pub kube: Client,
     /// Where links are created and looked up.
     pub namespace: String,
-    pub token: SecretString,
+    /// The current bearer token; `None` while the Secret has none.
+    pub token: watch::Receiver<Option<SecretString>>,
+}
+
+/// The path prefixes the addon is reached under: its own, and the portal's.
+pub const PREFIXES: [&str; 2] = ["/rest/matrix", "/portal/rest/matrix"];
+
+/// Keeps the `token` of Secret `namespace/name` current. A watch the API server
+/// refuses or drops is retried with backoff; the last token stays in force meanwhile.
+pub fn watch_token(kube: Client, namespace: &str, name: &str) -> watch::Receiver<Option<SecretString>> {
+    let (tx, rx) = watch::channel(None);
+    let secrets: Api<Secret> = Api::namespaced(kube, namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let label = format!("{namespace}/{name}");
+    tokio::spawn(async move {
+        let mut events = watcher(secrets, config).default_backoff().boxed();
+        let mut seen = false;
+        while let Some(event) = events.next().await {
+            let token = match event {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                    seen = true;
+                    token_of(&s)
+                }
+                Ok(watcher::Event::Delete(_)) => None,
+                Ok(watcher::Event::Init) => {
+                    seen = false;
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) if !seen => None,
+                Ok(watcher::Event::InitDone) => continue,
+                Err(e) => {
+                    tracing::warn!(secret = %label, error = %e, "watching the addon API token Secret");
+                    continue;
+                }
+            };
+            if token.is_none() {
+                tracing::error!(secret = %label, "no `token` in the addon API Secret; the /rest/matrix endpoints answer 503");
+            } else if tx.borrow().as_ref() != token.as_ref() {
+                tracing::info!(secret = %label, "addon API token loaded");
+            }
+            tx.send_if_modified(|current| {
+                let changed = *current != token;
+                *current = token;
+                changed
+            });
+        }
+    });
+    rx
+}
+
+fn token_of(secret: &Secret) -> Option<SecretString> {
+    let raw = secret.data.as_ref()?.get("token")?;
+    let token = String::from_utf8(raw.0.clone()).ok()?;
+    Some(SecretString::new(token.trim())).filter(|t| !t.is_empty())
 }
 
 pub async fn serve(
@@ -39,24 +102,31 @@ pub async fn serve(
     api: AddonApi,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/rest/matrix/linkroom", get(linkroom))
-        .route("/rest/matrix", get(room_of_space))
-        .with_state(Arc::new(api));
+    let mut app = Router::new();
+    for prefix in PREFIXES {
+        app = app.route(&format!("{prefix}/linkroom"), get(linkroom)).route(prefix, get(room_of_space));
+    }
+    let app = app.with_state(Arc::new(api));
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving the addon's /rest/matrix endpoints");
+    tracing::info!(%addr, "serving the addon's /rest/matrix and /portal/rest/matrix endpoints");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 type Reply = (StatusCode, String);
 
-fn authorized(api: &AddonApi, headers: &HeaderMap) -> bool {
+/// `Err` with the reply when the call does not carry the current token.
+fn authorize(api: &AddonApi, headers: &HeaderMap) -> Result<(), Reply> {
+    let token = api.token.borrow().clone();
+    let Some(token) = token else {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "the addon API has no token configured yet".into()));
+    };
     let given = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     // Compare without short-circuiting on the first differing byte.
-    given.is_some_and(|g| {
-        let (a, b) = (g.as_bytes(), api.token.expose().as_bytes());
+    let ok = given.is_some_and(|g| {
+        let (a, b) = (g.as_bytes(), token.expose().as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    })
+    });
+    if ok { Ok(()) } else { Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into())) }
 }
 
 fn link_name(space_group_id: &str) -> String {
@@ -80,8 +150,8 @@ async fn linkroom(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Reply {
-    if !authorized(&api, &headers) {
-        return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into());
+    if let Err(reply) = authorize(&api, &headers) {
+        return reply;
     }
     let Some(space) = q.get("spaceGroupId").filter(|s| !s.is_empty()).cloned() else {
         return (StatusCode::BAD_REQUEST, "spaceGroupId is required".into());
@@ -134,8 +204,8 @@ async fn room_of_space(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Reply {
-    if !authorized(&api, &headers) {
-        return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into());
+    if let Err(reply) = authorize(&api, &headers) {
+        return reply;
     }
     let Some(space) = q.get("spaceId").filter(|s| !s.is_empty()).cloned() else {
         return (StatusCode::BAD_REQUEST, "spaceId is required".into());

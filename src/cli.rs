@@ -110,7 +110,7 @@ pub struct RunArgs {
     pub addon_api_addr: Option<std::net::SocketAddr>,
 
     /// NAMESPACE/NAME of the Secret whose key `token` callers must send as a bearer token;
-    /// without it the addon endpoints stay off.
+    /// without it the addon endpoints stay off. The Secret is watched: a rotated token applies at once.
     #[arg(long, env = "EXO_MATRIX_ADDON_API_TOKEN_SECRET", value_parser = parse_secret_ref)]
     pub addon_api_token_secret: Option<(String, String)>,
 

@@ -37,25 +37,13 @@ pub struct AddonApiConfig {
     pub namespace: String,
 }
 
-/// Starts the addon endpoints when their token can be read; a missing token keeps them off.
-async fn start_addon_api(client: &Client, cfg: &AddonApiConfig, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// Starts the addon endpoints; their token is watched, so it may come (or change) later.
+fn start_addon_api(client: &Client, cfg: &AddonApiConfig, shutdown: impl Future<Output = ()> + Send + 'static) {
     let (ns, name) = &cfg.token_secret;
-    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns).get_opt(name).await;
-    let token = secret
-        .ok()
-        .flatten()
-        .and_then(|s| s.data?.get("token").cloned())
-        .and_then(|t| String::from_utf8(t.0).ok())
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        tracing::error!(secret = %format!("{ns}/{name}"), "no `token` in the addon API Secret; the /rest/matrix endpoints stay off");
-        return;
-    };
     let api = crate::addon_api::AddonApi {
         kube: client.clone(),
         namespace: cfg.namespace.clone(),
-        token: crate::secret::SecretString::new(token),
+        token: crate::addon_api::watch_token(client.clone(), ns, name),
     };
     let addr = cfg.addr;
     tokio::spawn(async move {
@@ -131,7 +119,7 @@ pub async fn run(
 
     // Every replica answers the addon API (it only writes objects), so a Service can reach any of them.
     if let Some(addon) = &cfg.addon_api {
-        start_addon_api(&client, addon, stopped()).await;
+        start_addon_api(&client, addon, stopped());
     }
 
     if let Some(lease) = &cfg.lease {
