@@ -8,11 +8,11 @@ use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::controller::{self, Context, Settings};
-use crate::crd::{ExoSource, MatrixUser, SpaceRoomLink};
+use crate::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink};
 use crate::session::{self, SessionConfig, SessionState};
 
 #[derive(Debug, Clone)]
@@ -102,8 +102,10 @@ pub async fn run(
     let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config.clone());
     let link_controller = Controller::new(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
-        .with_config(controller_config);
+        .with_config(controller_config.clone());
     let links = link_controller.store();
+    let space_controller = Controller::new(api::<MatrixSpace>(&client, &cfg.namespace), watcher::Config::default())
+        .with_config(controller_config);
 
     let mut http = None;
     if let Some(addr) = cfg.metrics_addr {
@@ -173,6 +175,21 @@ pub async fn run(
             links
         });
 
+    // A space follows its links (selection, rooms, listed people) and their people's accounts.
+    let spaces = space_controller.store();
+    let spaces_for_users = spaces.clone();
+    let accounts = controller::space::AccountCache::default();
+    let space_controller = space_controller
+        .watches(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default(), move |link| {
+            controller::space::spaces_in(link.namespace(), &spaces.state())
+        })
+        .watches(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default(), move |user| {
+            if !accounts.changed(&user) {
+                return Vec::new();
+            }
+            controller::space::spaces_in(user.namespace(), &spaces_for_users.state())
+        });
+
     let ctx = Arc::new(Context {
         kube: client.clone(),
         session: session.clone(),
@@ -196,11 +213,16 @@ pub async fn run(
         .run(controller::source::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("source", r));
     let links_done = link_controller
+        .reconcile_all_on(session_ready(session.clone()))
+        .graceful_shutdown_on(stopped())
+        .run(controller::link::reconcile, controller::error_policy, ctx.clone())
+        .for_each(|r| log_result("link", r));
+    let spaces_done = space_controller
         .reconcile_all_on(session_ready(session))
         .graceful_shutdown_on(stopped())
-        .run(controller::link::reconcile, controller::error_policy, ctx)
-        .for_each(|r| log_result("link", r));
-    futures::join!(users_done, links_done, sources_done);
+        .run(controller::space::reconcile, controller::error_policy, ctx)
+        .for_each(|r| log_result("space", r));
+    futures::join!(users_done, links_done, sources_done, spaces_done);
     tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
 
     let _ = stop_tx.send(true);

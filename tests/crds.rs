@@ -48,6 +48,7 @@ async fn crds_are_established_with_short_names() {
         ("spaceroomlinks.exomatrix.dev", "srl"),
         ("matrixusers.exomatrix.dev", "mxu"),
         ("exosources.exomatrix.dev", "exo"),
+        ("matrixspaces.exomatrix.dev", "mxs"),
     ] {
         let crd = crds.get(name).await.expect("CRD installed");
         let established = crd
@@ -67,7 +68,8 @@ async fn examples_are_accepted_and_listed_with_printer_columns() {
     let client = kube_client().await;
     let ns = namespace(&client, "examples").await;
     let dir = repo_root().join("deploy/examples");
-    for file in ["matrixuser.yaml", "matrixuser-john.yaml", "spaceroomlink.yaml", "exosource.yaml"] {
+    for file in ["matrixuser.yaml", "matrixuser-john.yaml", "spaceroomlink.yaml", "exosource.yaml", "matrixspace.yaml"]
+    {
         let path = dir.join(file);
         let (ok, _, err) = p.kubectl_run(&["apply", "-n", &ns, "-f", path.to_str().expect("utf-8")], None);
         assert!(ok, "{file} refused: {err}");
@@ -84,6 +86,12 @@ async fn examples_are_accepted_and_listed_with_printer_columns() {
     assert_eq!(header, ["NAME", "USER", "MATRIX", "ID", "EMAIL", "ENABLED", "READY", "AGE"]);
     assert!(out.contains("mary@example.org"), "{out}");
 
+    let (ok, out, err) = p.kubectl_run(&["get", "mxs", "-n", &ns], None);
+    assert!(ok, "{err}");
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "ROOMS", "MEMBERS", "READY", "AGE"]);
+    assert!(out.contains("intranet"), "{out}");
+
     // Defaults are filled in by the API server.
     let link = api(&client, &ns, "SpaceRoomLink").get("support-team").await.expect("link stored");
     assert_eq!(link.data["spec"]["membership"], "Enforce");
@@ -92,6 +100,8 @@ async fn examples_are_accepted_and_listed_with_printer_columns() {
     assert_eq!(user.data["spec"]["deletionPolicy"], "Deactivate");
     let source = api(&client, &ns, "ExoSource").get("intranet").await.expect("source stored");
     assert_eq!(source.data["spec"]["interval"], "5m");
+    let space = api(&client, &ns, "MatrixSpace").get("intranet").await.expect("space stored");
+    assert_eq!(space.data["spec"]["deletionPolicy"], "Retain");
 }
 
 #[tokio::test]
@@ -142,6 +152,15 @@ async fn invalid_objects_are_refused_naming_the_field() {
             "ExoSource",
             json!({"url": "https://exo.example.org", "credentialsSecretRef": "c", "interval": "5 minutes"}),
             "spec.interval",
+        ),
+        ("MatrixSpace", json!({"managerPowerLevel": 100}), "spec.managerPowerLevel"),
+        ("MatrixSpace", json!({"deletionPolicy": "Archive"}), "spec.deletionPolicy"),
+        ("MatrixSpace", json!({"managers": ["mary smith"]}), "spec.managers[0]"),
+        ("MatrixSpace", json!({"avatarUrl": "file:///etc/passwd"}), "spec.avatarUrl"),
+        (
+            "MatrixSpace",
+            json!({"linkSelector": {"matchExpressions": [{"key": "team", "operator": "Sometimes"}]}}),
+            "spec.linkSelector",
         ),
     ];
     assert!(cases.len() >= 12);

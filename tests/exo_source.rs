@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use exo_matrix_operator::crd::{ExoSource, MatrixUser, SpaceRoomLink};
+use exo_matrix_operator::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink};
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
@@ -57,7 +57,7 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
         "metadata": {"name": "intranet"},
         "spec": {"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s",
-                 "spaces": {"exclude": ["sandbox*"]}}}))
+                 "spaces": {"exclude": ["sandbox*"]}, "matrixSpace": {"displayName": "Intranet"}}}))
     .expect("source");
     sources.create(&PostParams::default(), &source).await.expect("source created");
 
@@ -82,6 +82,19 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
     assert_eq!(owned.labels().get("app.kubernetes.io/managed-by").map(String::as_str), Some("exo-matrix-operator"));
     assert_eq!(owned.spec.email.as_deref(), Some(format!("{ann}@example.org").as_str()));
     source_condition(&sources, "Synced").await;
+
+    // The intranet as one space, owned by the source, grouping the rooms it links.
+    let spaces: Api<MatrixSpace> = Api::namespaced(client.clone(), &ns);
+    let intranet = eventually("the source's MatrixSpace with both rooms", WAIT, || async {
+        let s = spaces.get("intranet").await.ok()?;
+        (s.status.as_ref()?.rooms == Some(2)).then_some(s)
+    })
+    .await;
+    let source_uid = sources.get("intranet").await.expect("source").metadata.uid;
+    assert!(intranet.owner_references().iter().any(|r| Some(&r.uid) == source_uid.as_ref()), "owned by the source");
+    let space_room = intranet.status.and_then(|s| s.room_id).expect("space room");
+    let space_state = admin.admin_room_state(&space_room).await.expect("space state");
+    assert!(space_state.iter().any(|e| e.kind == "m.space.child" && e.state_key == room), "marketing is a child");
 
     // eXo misbehaves: nothing is deleted or disabled, and the condition says why.
     for (misbehaviour, reason) in [
@@ -114,7 +127,8 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
         let demoted = content("m.room.power_levels")["users"].get(format!("@{ann}:{server}")).is_none();
         let bob_off = users.get(&format!("exo-user-{bob}")).await.ok().is_some_and(|u| !u.spec.enabled);
         let support_gone = links.get_opt("exo-space-15").await.ok()?.is_none();
-        (renamed && demoted && bob_off && support_gone).then_some(())
+        let one_room = spaces.get("intranet").await.ok()?.status?.rooms == Some(1);
+        (renamed && demoted && bob_off && support_gone && one_room).then_some(())
     })
     .await;
     eventually("bob deactivated", WAIT, || async {

@@ -4,6 +4,7 @@ mod avatar;
 pub mod conditions;
 pub mod link;
 pub mod source;
+pub mod space;
 mod status;
 pub mod user;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -15,7 +15,9 @@ use serde_json::json;
 
 use super::status::{self, publish};
 use super::{Context, Error, conditions};
-use crate::crd::{ExoSource, ExoSourceStatus, MatrixUser, SpaceRoomLink};
+use crate::crd::{
+    ExoSource, ExoSourceStatus, MatrixSpace, MatrixSpaceSpec, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink,
+};
 use crate::exo::ExoClient;
 use crate::plan::source::{Existing, SourceAction, SourceSettings, SpaceMatcher, plan_source, shrink_guard};
 use crate::secret::SecretString;
@@ -24,6 +26,8 @@ use crate::session::chain;
 /// Field manager of what an ExoSource writes (not the operator's own status manager).
 const SOURCE_MANAGER: &str = "exo-matrix-operator-exosource";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Carries the name of the ExoSource that wrote an object: its MatrixSpace selects links by it.
+pub const SOURCE_LABEL: &str = "exomatrix.dev/source";
 
 pub async fn reconcile(source: Arc<ExoSource>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _in_flight = crate::metrics::global().reconcile_started("source");
@@ -73,6 +77,8 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     let kube_err = |e: kube::Error| fail("KubernetesError")(chain(&e));
     let uid = source.uid().unwrap_or_default();
     let owned = |refs: &[OwnerReference]| refs.iter().any(|r| r.uid == uid);
+    let source_name = source.name_any();
+    let labelled = |labels: &BTreeMap<String, String>| labels.get(SOURCE_LABEL) == Some(&source_name);
     let links: BTreeMap<String, Existing<_>> = links_api
         .list(&ListParams::default())
         .await
@@ -82,6 +88,7 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
         .map(|l| {
             let e = Existing {
                 owned: owned(l.owner_references()),
+                labelled: labelled(l.labels()),
                 key: l.spec.space_group_id.clone(),
                 spec: l.spec.clone(),
             };
@@ -95,7 +102,12 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
         .items
         .into_iter()
         .map(|u| {
-            let e = Existing { owned: owned(u.owner_references()), key: u.spec.username.clone(), spec: u.spec.clone() };
+            let e = Existing {
+                owned: owned(u.owner_references()),
+                labelled: labelled(u.labels()),
+                key: u.spec.username.clone(),
+                spec: u.spec.clone(),
+            };
             (u.name_any(), e)
         })
         .collect();
@@ -111,7 +123,7 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     let apply = PatchParams::apply(SOURCE_MANAGER).force();
     let mut written = 0;
     for action in &plan.actions {
-        let meta = |name: &str| json!({"name": name, "labels": {MANAGED_BY: crate::MANAGER}, "ownerReferences": owner});
+        let meta = |name: &str| json!({"name": name, "labels": {MANAGED_BY: crate::MANAGER, SOURCE_LABEL: &source_name}, "ownerReferences": owner});
         match action {
             SourceAction::ApplyLink { name, spec } => {
                 let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "SpaceRoomLink", "metadata": meta(name), "spec": spec});
@@ -133,15 +145,17 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
         }
         written += 1;
     }
+    let mut conflicts = plan.conflicts.clone();
+    conflicts.extend(sync_matrix_space(source, ctx, &owner).await?);
     st.spaces_seen = Some(seen.0 as i64);
     st.users_seen = Some(seen.1 as i64);
     st.objects_written = Some(st.objects_written.unwrap_or(0) + written);
     st.last_sync_time = Some(conditions::now_rfc3339());
     let generation = source.metadata.generation;
-    if plan.conflicts.is_empty() {
+    if conflicts.is_empty() {
         conditions::remove(&mut st.conditions, "Conflict");
     } else {
-        let message = plan.conflicts.join("; ");
+        let message = conflicts.join("; ");
         conditions::set(&mut st.conditions, "Conflict", true, "HandWrittenObject", &message, generation);
     }
     if plan.held.is_empty() {
@@ -160,6 +174,53 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     }
     conditions::set(&mut st.conditions, "Ready", true, "Synced", &message, generation);
     Ok(())
+}
+
+/// Writes the MatrixSpace of `spec.matrixSpace` (named after the source, selecting
+/// the links it labels), or deletes the one it wrote when the field is gone.
+/// Returns a conflict when that name is taken by a MatrixSpace it did not write.
+async fn sync_matrix_space(
+    source: &ExoSource,
+    ctx: &Context,
+    owner: &[OwnerReference],
+) -> Result<Option<String>, Failure> {
+    let api: Api<MatrixSpace> = Api::namespaced(ctx.kube.clone(), &source.namespace().unwrap_or_default());
+    let name = source.name_any();
+    let kube_err = |e: kube::Error| fail("KubernetesError")(chain(&e));
+    let existing = api.get_opt(&name).await.map_err(kube_err)?;
+    let uid = source.uid().unwrap_or_default();
+    let owned = existing.as_ref().map(|s| s.owner_references().iter().any(|r| r.uid == uid));
+    let Some(wanted) = &source.spec.matrix_space else {
+        if owned == Some(true) {
+            api.delete(&name, &DeleteParams::default()).await.map_err(kube_err)?;
+            publish(ctx, source, EventType::Normal, "SpaceDeleted", &format!("matrixSpace removed: deleted {name}"))
+                .await;
+        }
+        return Ok(None);
+    };
+    if owned == Some(false) {
+        return Ok(Some(format!("MatrixSpace {name} already exists and was not written by this ExoSource")));
+    }
+    let spec = MatrixSpaceSpec {
+        display_name: wanted.display_name.clone(),
+        topic: wanted.topic.clone(),
+        avatar_url: wanted.avatar_url.clone(),
+        link_selector: Some(LabelSelector {
+            match_labels: Some([(SOURCE_LABEL.to_owned(), name.clone())].into()),
+            ..LabelSelector::default()
+        }),
+        managers: Vec::new(),
+        manager_power_level: 50,
+        deletion_policy: SpaceDeletionPolicy::Retain,
+    };
+    if existing.is_some_and(|s| s.spec == spec) {
+        return Ok(None);
+    }
+    let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixSpace",
+        "metadata": {"name": name, "labels": {MANAGED_BY: crate::MANAGER, SOURCE_LABEL: &name}, "ownerReferences": owner},
+        "spec": spec});
+    api.patch(&name, &PatchParams::apply(SOURCE_MANAGER).force(), &Patch::Apply(body)).await.map_err(kube_err)?;
+    Ok(None)
 }
 
 /// The eXo client with the credentials of the source's basic-auth Secret.

@@ -6,12 +6,14 @@
 
 mod link;
 mod source;
+mod space;
 mod user;
 
 pub use link::{
     LinkDeletionPolicy, MembershipMode, PlanSummary, SpaceRoomLink, SpaceRoomLinkSpec, SpaceRoomLinkStatus,
 };
-pub use source::{ExoSource, ExoSourceSpec, ExoSourceStatus, SpaceFilter};
+pub use source::{ExoSource, ExoSourceSpec, ExoSourceStatus, SourceSpace, SpaceFilter};
+pub use space::{MatrixSpace, MatrixSpaceSpec, MatrixSpaceStatus, SpaceDeletionPolicy};
 pub use user::{AvatarStatus, MatrixUser, MatrixUserSpec, MatrixUserStatus, SecretKeyRef, UserDeletionPolicy};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -36,7 +38,7 @@ pub mod patterns {
 
 /// All CRDs this operator defines, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![SpaceRoomLink::crd(), MatrixUser::crd(), ExoSource::crd()]
+    vec![SpaceRoomLink::crd(), MatrixUser::crd(), ExoSource::crd(), MatrixSpace::crd()]
 }
 
 /// The file name under `crds/` for a CRD, e.g. `spaceroomlinks.exomatrix.dev.yaml`.

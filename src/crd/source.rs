@@ -46,6 +46,28 @@ pub struct ExoSourceSpec {
     /// `deletionPolicy` of the links it writes.
     #[serde(default)]
     pub deletion_policy: LinkDeletionPolicy,
+
+    /// The intranet as one Matrix space: the source writes a MatrixSpace of its own
+    /// name grouping the links it writes. Removing this field deletes that MatrixSpace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix_space: Option<SourceSpace>,
+}
+
+/// The MatrixSpace an ExoSource writes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpace {
+    /// The space's name; the ExoSource's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub topic: Option<String>,
+    /// http(s) URL of the space's avatar image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = patterns::HTTP_URL))]
+    pub avatar_url: Option<String>,
 }
 
 fn default_interval() -> String {

@@ -3,4 +3,5 @@
 
 pub mod room;
 pub mod source;
+pub mod space;
 pub mod user;

@@ -97,6 +97,8 @@ pub struct SourceSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Existing<S> {
     pub owned: bool,
+    /// Its labels are those the source writes (objects from before a label was added are rewritten).
+    pub labelled: bool,
     /// The space group id (links) or username (users) it is about.
     pub key: String,
     pub spec: S,
@@ -197,7 +199,7 @@ pub fn plan_source(
             deletion_policy: s.deletion_policy,
             suspend: links.get(&name).is_some_and(|l| l.spec.suspend),
         };
-        if links.get(&name).map(|l| &l.spec) != Some(&spec) {
+        if links.get(&name).is_none_or(|l| l.spec != spec || !l.labelled) {
             plan.actions.push(SourceAction::ApplyLink { name, spec });
         }
     }
@@ -228,7 +230,7 @@ pub fn plan_source(
             password_secret_ref: None,
             deletion_policy: UserDeletionPolicy::Deactivate,
         };
-        if users.get(&name).map(|u| &u.spec) != Some(&spec) {
+        if users.get(&name).is_none_or(|u| u.spec != spec || !u.labelled) {
             plan.actions.push(SourceAction::ApplyUser { name, spec });
         }
     }

@@ -61,14 +61,17 @@ fn apply(
             SourceAction::ApplyLink { name, spec } => {
                 links.insert(
                     name.clone(),
-                    Existing { owned: true, key: spec.space_group_id.clone(), spec: spec.clone() },
+                    Existing { owned: true, labelled: true, key: spec.space_group_id.clone(), spec: spec.clone() },
                 );
             }
             SourceAction::DeleteLink { name } => {
                 links.remove(name);
             }
             SourceAction::ApplyUser { name, spec } => {
-                users.insert(name.clone(), Existing { owned: true, key: spec.username.clone(), spec: spec.clone() });
+                users.insert(
+                    name.clone(),
+                    Existing { owned: true, labelled: true, key: spec.username.clone(), spec: spec.clone() },
+                );
             }
             SourceAction::DisableUser { name } => {
                 if let Some(u) = users.get_mut(name) {
@@ -226,7 +229,7 @@ fn hand_written_objects_are_never_overwritten() {
     let mut links = BTreeMap::new();
     let spec: SpaceRoomLinkSpec =
         serde_json::from_value(serde_json::json!({"spaceGroupId": "marketing"})).expect("spec");
-    links.insert("mine".to_owned(), Existing { owned: false, key: "marketing".into(), spec });
+    links.insert("mine".to_owned(), Existing { owned: false, labelled: false, key: "marketing".into(), spec });
     let plan = plan_source(&snapshot(), &settings(), &links, &BTreeMap::new());
     assert!(
         !plan.actions.iter().any(|a| matches!(a, SourceAction::ApplyLink { .. } | SourceAction::DeleteLink { .. }))
@@ -247,8 +250,21 @@ fn a_much_smaller_answer_is_not_trusted() {
 fn a_hand_written_matrix_user_is_left_alone_and_reported() {
     let mut users = BTreeMap::new();
     let spec: MatrixUserSpec = serde_json::from_value(serde_json::json!({"username": "ann"})).expect("spec");
-    users.insert("ann-by-hand".to_owned(), Existing { owned: false, key: "ann".into(), spec });
+    users.insert("ann-by-hand".to_owned(), Existing { owned: false, labelled: false, key: "ann".into(), spec });
     let plan = plan_source(&snapshot(), &settings(), &BTreeMap::new(), &users);
     assert!(!plan.actions.iter().any(|a| matches!(a, SourceAction::ApplyUser { spec, .. } if spec.username == "ann")));
     assert!(plan.conflicts.iter().any(|c| c.contains("user ann")), "{:?}", plan.conflicts);
+}
+
+#[test]
+fn an_owned_link_without_the_source_label_is_written_again() {
+    let (mut links, mut users) = (BTreeMap::new(), BTreeMap::new());
+    apply(&plan_source(&snapshot(), &settings(), &links, &users), &mut links, &mut users);
+    links.get_mut("exo-space-12").expect("link").labelled = false;
+    let plan = plan_source(&snapshot(), &settings(), &links, &users);
+    assert!(
+        matches!(plan.actions.as_slice(), [SourceAction::ApplyLink { name, spec }] if name == "exo-space-12" && *spec == links["exo-space-12"].spec),
+        "{:?}",
+        plan.actions
+    );
 }

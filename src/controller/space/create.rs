@@ -1,0 +1,123 @@
+//! Finding a MatrixSpace's room: already known, or created idempotently through
+//! its alias (Synapse's createRoom is not atomic: a failed one may leave the room).
+
+use std::collections::BTreeSet;
+
+use kube::ResourceExt;
+use kube::runtime::events::EventType;
+use serde_json::{Value, json};
+
+use super::write_status;
+use crate::controller::status::publish;
+use crate::controller::{Context, Error};
+use crate::crd::{MatrixSpace, MatrixSpaceStatus};
+use crate::plan::room;
+use crate::plan::space::{self, DesiredSpace, SPACE_MARKER_TYPE};
+use crate::session::Session;
+use crate::synapse::{CreateRoom, StateEvent};
+
+fn alias_of(space: &MatrixSpace, ctx: &Context, session: &Session) -> (String, String) {
+    let localpart =
+        space::alias_localpart(&ctx.settings.alias_prefix, &space.namespace().unwrap_or_default(), &space.name_any());
+    let alias = format!("#{localpart}:{}", session.server_name);
+    (localpart, alias)
+}
+
+/// The space room: the one in status, or the one behind the alias if this operator
+/// made it for this object, or a new one. Writes `status.roomId` as soon as it is known.
+pub(super) async fn space_room(
+    space: &MatrixSpace,
+    ctx: &Context,
+    session: &Session,
+    desired: &DesiredSpace,
+    st: &mut MatrixSpaceStatus,
+) -> Result<String, Error> {
+    if let Some(id) = st.room_id.clone() {
+        return Ok(id);
+    }
+    let (localpart, alias) = alias_of(space, ctx, session);
+    if let Some(id) = adoptable(session, &alias, &desired.marker_key, &desired.marker).await? {
+        return record(space, ctx, st, id, alias).await;
+    }
+    let request = create_request(session, desired, localpart).await?;
+    let id = match session.admin.create_room(&request).await {
+        Ok(id) => id,
+        Err(e) => match adoptable(session, &alias, &desired.marker_key, &desired.marker).await? {
+            Some(id) => id,
+            None => return Err(Error::synapse("creating the space")(e)),
+        },
+    };
+    publish(ctx, space, EventType::Normal, "RoomCreated", &format!("created the space {id} ({alias})")).await;
+    record(space, ctx, st, id, alias).await
+}
+
+async fn record(
+    space: &MatrixSpace,
+    ctx: &Context,
+    st: &mut MatrixSpaceStatus,
+    id: String,
+    alias: String,
+) -> Result<String, Error> {
+    st.room_id = Some(id.clone());
+    st.room_alias = Some(alias);
+    write_status(space, ctx, st).await?;
+    Ok(id)
+}
+
+/// The room behind `alias` if this operator made it for this MatrixSpace.
+async fn adoptable(session: &Session, alias: &str, key: &str, marker: &Value) -> Result<Option<String>, Error> {
+    let admin = &session.admin;
+    let Some(id) = admin.resolve_alias(alias).await.map_err(Error::synapse("resolving the space alias"))? else {
+        return Ok(None);
+    };
+    let ours = match admin.room_state(&id, SPACE_MARKER_TYPE, key).await.ok().flatten() {
+        Some(m) => m == *marker,
+        None => admin
+            .room_details(&id)
+            .await
+            .map_err(Error::synapse("looking up the space"))?
+            .is_some_and(|d| d.creator.as_deref() == Some(session.user_id.as_str())),
+    };
+    if ours {
+        Ok(Some(id))
+    } else {
+        Err(Error::Invalid(format!(
+            "the alias {alias} belongs to room {id}, which this operator did not create for this MatrixSpace"
+        )))
+    }
+}
+
+/// A private, invite-only room of type `m.space` with its state and power levels
+/// in createRoom itself; members, rooms and avatar follow in the same reconcile.
+async fn create_request(session: &Session, d: &DesiredSpace, localpart: String) -> Result<CreateRoom, Error> {
+    let version = session.admin.default_room_version().await.map_err(Error::synapse("reading the room versions"))?;
+    let creators: BTreeSet<String> =
+        if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
+    let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
+    let mut power_levels = space::desired_power_levels(d, &base, &creators);
+    if creators.is_empty() {
+        power_levels["users"][&session.user_id] = json!(room::SPACE_OWNED_LEVEL);
+    }
+    let state =
+        |kind: &str, key: &str, content: Value| StateEvent { kind: kind.into(), state_key: key.into(), content };
+    let mut initial_state = vec![
+        state("m.room.guest_access", "", json!({"guest_access": "forbidden"})),
+        state("m.room.history_visibility", "", json!({"history_visibility": "shared"})),
+        state("m.room.join_rules", "", json!({"join_rule": "invite"})),
+        state(SPACE_MARKER_TYPE, &d.marker_key, d.marker.clone()),
+    ];
+    if let Some(topic) = &d.topic {
+        initial_state.push(state("m.room.topic", "", room::topic_content(topic)));
+    }
+    Ok(CreateRoom {
+        preset: Some("private_chat"),
+        room_version: Some(version),
+        name: Some(d.name.clone()),
+        room_alias_name: Some(localpart),
+        visibility: Some("private"),
+        initial_state,
+        power_level_content_override: Some(power_levels),
+        creation_content: [("type".to_owned(), json!("m.space"))].into(),
+        ..CreateRoom::default()
+    })
+}
