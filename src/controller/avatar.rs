@@ -5,6 +5,7 @@ use crate::avatar;
 use crate::crd::AvatarStatus;
 use crate::plan::user::AvatarWish;
 use crate::session::{Session, chain};
+use crate::synapse::RetryKind;
 
 pub struct Resolved {
     pub wish: AvatarWish,
@@ -33,16 +34,24 @@ pub async fn resolve(
             return Ok(Resolved { wish, status: previous, problem: Some(chain(&e)), uploaded_from: None });
         }
     };
-    if let Some(p) = previous.filter(|p| p.sha256 == image.sha256) {
+    if let Some(p) = previous.as_ref().filter(|p| p.sha256 == image.sha256) {
         let wish = AvatarWish::Set(p.content_uri.clone());
-        let status = AvatarStatus { source_url: url.to_owned(), ..p };
+        let status = AvatarStatus { source_url: url.to_owned(), ..p.clone() };
         return Ok(Resolved { wish, status: Some(status), problem: None, uploaded_from: None });
     }
-    let content_uri = session
-        .admin
-        .upload_media(&avatar::file_name(url), &image.content_type, image.bytes)
-        .await
-        .map_err(Error::synapse("uploading the avatar"))?;
+    let uploaded = session.admin.upload_media(&avatar::file_name(url), &image.content_type, image.bytes).await;
+    let content_uri = match uploaded {
+        Ok(uri) => uri,
+        // Synapse refusing these bytes (too large for its media repo, a type it
+        // bans) is a problem of the picture, like a failed download: keep the
+        // previous avatar and go on. A refused token or an outage is retried.
+        Err(e) if e.retry_kind() == RetryKind::Permanent && e.status() != Some(401) => {
+            let wish = previous.as_ref().map_or(AvatarWish::Leave, |p| AvatarWish::Set(p.content_uri.clone()));
+            let problem = format!("Synapse refused the avatar from {url}: {}", chain(&e));
+            return Ok(Resolved { wish, status: previous, problem: Some(problem), uploaded_from: None });
+        }
+        Err(e) => return Err(Error::synapse("uploading the avatar")(e)),
+    };
     let status = AvatarStatus { source_url: url.to_owned(), sha256: image.sha256, content_uri: content_uri.clone() };
     Ok(Resolved {
         wish: AvatarWish::Set(content_uri),

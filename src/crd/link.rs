@@ -113,7 +113,7 @@ pub struct SpaceRoomLinkStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joined_members: Option<i64>,
-    /// Listed people without a ready MatrixUser (capped list; see `pendingMemberCount`).
+    /// Listed people without a Matrix account yet (capped list; see `pendingMemberCount`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_members: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,7 +21,7 @@ pub struct DesiredRoom {
     /// The space description (may hold HTML).
     pub description: Option<String>,
     pub avatar: AvatarWish,
-    /// User ids with a ready account; managers included.
+    /// Accounts that belong in the room (listed, enabled, not deleted); managers included.
     pub members: BTreeSet<String>,
     pub managers: BTreeSet<String>,
     pub manager_level: i64,
@@ -52,6 +52,9 @@ pub struct ObservedRoom {
     pub avatar_url: Option<String>,
     pub power_levels: Value,
     pub membership: BTreeMap<String, Membership>,
+    /// Who removed each person whose leave someone else sent (a kick): a
+    /// person the operator removed has not chosen to leave.
+    pub removed_by: BTreeMap<String, String>,
     pub marker: Option<Value>,
 }
 
@@ -128,6 +131,9 @@ pub fn observe(state: &[RoomStateEvent], space_group_id: &str) -> ObservedRoom {
                     Some("knock") => Membership::Knock,
                     _ => Membership::Leave,
                 };
+                if m == Membership::Leave && e.sender != user {
+                    o.removed_by.insert(user.to_owned(), e.sender.clone());
+                }
                 o.membership.insert(user.to_owned(), m);
             }
             (MARKER_TYPE, key) if key == space_group_id => o.marker = Some(e.content.clone()),
@@ -259,8 +265,12 @@ pub fn plan_room(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
             (MembershipMode::Enforce, _) => {
                 Some(RoomAction::JoinUser { room_id: room_id.clone(), user_id: user.clone() })
             }
-            // Invite mode respects leaving: only people never in the room are invited.
+            // Invite mode respects leaving: only people never in the room, or
+            // removed by the operator itself (listed again), are invited.
             (MembershipMode::Invite, None) => {
+                Some(RoomAction::InviteUser { room_id: room_id.clone(), user_id: user.clone() })
+            }
+            (MembershipMode::Invite, Some(Membership::Leave)) if o.removed_by.get(user) == Some(&d.operator) => {
                 Some(RoomAction::InviteUser { room_id: room_id.clone(), user_id: user.clone() })
             }
             (MembershipMode::Invite, Some(_)) => None,
@@ -349,6 +359,7 @@ pub fn apply(o: &ObservedRoom, actions: &[RoomAction]) -> ObservedRoom {
             }
             RoomAction::InviteUser { user_id, .. } => {
                 next.membership.insert(user_id.clone(), Membership::Invite);
+                next.removed_by.remove(user_id);
             }
             RoomAction::KickUser { user_id, .. } => {
                 next.membership.insert(user_id.clone(), Membership::Leave);

@@ -5,6 +5,8 @@
 
 pub mod exo;
 pub mod http;
+pub mod proxy;
+pub mod team;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

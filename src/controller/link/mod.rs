@@ -3,7 +3,7 @@
 mod create;
 mod delete;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -18,6 +18,7 @@ use serde_json::json;
 use super::status::{self, publish};
 use super::{Context, Error, avatar, conditions};
 use crate::crd::{MatrixUser, PlanSummary, SpaceRoomLink, SpaceRoomLinkStatus};
+use crate::plan::members::{self, Members, UserFacts};
 use crate::plan::room::{self, DesiredRoom, MARKER_TYPE, RoomAction, plan_room};
 use crate::plan::user::AvatarWish;
 use crate::session::{Session, chain};
@@ -59,22 +60,20 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
     }
 }
 
-/// What of a MatrixUser matters to links: whether its account can be a member, and which.
-type Readiness = (Option<String>, bool);
+/// What of a MatrixUser matters to links: which account, if any, may be a member.
+type Standing = Option<String>;
 
-/// Remembers each MatrixUser's readiness so that only real changes (an account
-/// becoming ready, disabled or gone) wake the links, not every status write.
+/// Remembers each MatrixUser's standing so that only changes of intent (an
+/// account getting its id, disabled, deleted) wake the links, not every status
+/// write. Readiness is not part of it: a failing account keeps its rooms.
 #[derive(Default)]
-pub struct ReadinessCache(std::sync::Mutex<BTreeMap<String, Readiness>>);
+pub struct ReadinessCache(std::sync::Mutex<BTreeMap<String, Standing>>);
 
 impl ReadinessCache {
-    /// True when `user`'s readiness differs from the last time it was seen.
+    /// True when `user`'s standing differs from the last time it was seen.
     /// Call `forget` when nothing could be woken, so the change is not lost.
     pub fn changed(&self, user: &MatrixUser) -> bool {
-        let ready =
-            user.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        let member = ready && user.spec.enabled && user.metadata.deletion_timestamp.is_none();
-        let now = (user.status.as_ref().and_then(|s| s.user_id.clone()), member);
+        let now = facts(user).member_id().map(str::to_owned);
         let key = format!("{}/{}", user.namespace().unwrap_or_default(), user.spec.username);
         let mut seen = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         seen.insert(key, now.clone()) != Some(now)
@@ -83,6 +82,16 @@ impl ReadinessCache {
     pub fn forget(&self, user: &MatrixUser) {
         let key = format!("{}/{}", user.namespace().unwrap_or_default(), user.spec.username);
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
+    }
+}
+
+/// The intent a MatrixUser expresses, as the membership plan reads it.
+fn facts(user: &MatrixUser) -> UserFacts {
+    UserFacts {
+        username: user.spec.username.clone(),
+        user_id: user.status.as_ref().and_then(|s| s.user_id.clone()),
+        enabled: user.spec.enabled,
+        deleting: user.metadata.deletion_timestamp.is_some(),
     }
 }
 
@@ -111,42 +120,12 @@ fn conflicting_owner(link: &SpaceRoomLink, ctx: &Context) -> Option<Arc<SpaceRoo
         .min_by_key(|l| key(l))
 }
 
-pub(super) struct Members {
-    members: BTreeSet<String>,
-    managers: BTreeSet<String>,
-    pending: Vec<String>,
-    managed: BTreeSet<String>,
-}
-
-/// Maps listed usernames to ready accounts of the same namespace.
+/// Maps listed usernames to accounts of the same namespace (see `plan::members`).
 pub(super) fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Members {
     let users = ctx.users.as_ref().map(|s| s.state()).unwrap_or_default();
-    let ready_id = |u: &MatrixUser| -> Option<String> {
-        let status = u.status.as_ref()?;
-        let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        // A MatrixUser being deleted is no longer a member (its account stays managed, so it is kicked).
-        (ready && u.spec.enabled && u.metadata.deletion_timestamp.is_none()).then(|| status.user_id.clone()).flatten()
-    };
-    let by_username: BTreeMap<&str, String> = users
-        .iter()
-        .filter(|u| u.namespace() == link.namespace())
-        .filter_map(|u| Some((u.spec.username.as_str(), ready_id(u)?)))
-        .collect();
-    let managed = users.iter().filter_map(|u| u.status.as_ref()?.user_id.clone()).collect();
-    let listed: BTreeSet<&String> = link.spec.members.iter().chain(&link.spec.managers).collect();
-    let mut m = Members { members: BTreeSet::new(), managers: BTreeSet::new(), pending: Vec::new(), managed };
-    for username in listed {
-        match by_username.get(username.as_str()) {
-            Some(id) => {
-                m.members.insert(id.clone());
-                if link.spec.managers.contains(username) {
-                    m.managers.insert(id.clone());
-                }
-            }
-            None => m.pending.push(username.clone()),
-        }
-    }
-    m
+    let all: Vec<UserFacts> = users.iter().map(|u| facts(u)).collect();
+    let local: Vec<UserFacts> = users.iter().filter(|u| u.namespace() == link.namespace()).map(|u| facts(u)).collect();
+    members::resolve(&link.spec.members, &link.spec.managers, &local, &all)
 }
 
 async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
@@ -241,7 +220,7 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     status.joined_members = Some(joined as i64);
     status.plan = None;
     status.last_sync_time = Some(conditions::now_rfc3339());
-    let synced = format!("{joined} joined; {} listed people have no ready MatrixUser yet", members_pending(&status));
+    let synced = format!("{joined} joined; {} listed people have no Matrix account yet", members_pending(&status));
     conditions::set(&mut status.conditions, "MembersSynced", true, "Synced", &synced, generation);
     match &resolved.problem {
         Some(p) => conditions::set(&mut status.conditions, "AvatarSynced", false, "AvatarUnavailable", p, generation),

@@ -137,6 +137,38 @@ fn invite_mode_invites_once_and_respects_leaving() {
 }
 
 #[test]
+fn invite_mode_invites_again_whom_the_operator_removed_but_not_whom_a_person_removed() {
+    let mut d = desired(&["ann", "bob", "cat"], &[]);
+    d.mode = MembershipMode::Invite;
+    let mut o = v12_room();
+    for u in ["ann", "bob", "cat"] {
+        o.membership.insert(id(u), Membership::Leave);
+    }
+    o.removed_by.insert(id("ann"), OP.into()); // removed by the operator, listed again
+    o.removed_by.insert(id("bob"), "@manager:exo.test".into()); // a manager's kick is a person's decision
+    let invited: Vec<_> = converge(&d, &o)
+        .into_iter()
+        .filter_map(|a| match a {
+            RoomAction::InviteUser { user_id, .. } => Some(user_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(invited, vec![id("ann")], "cat left by herself");
+}
+
+#[test]
+fn observes_who_removed_a_person() {
+    let member = |user: &str, sender: &str, membership: &str| RoomStateEvent {
+        kind: "m.room.member".into(),
+        state_key: id(user),
+        sender: sender.into(),
+        content: json!({"membership": membership}),
+    };
+    let o = observe(&[member("ann", OP, "leave"), member("bob", &id("bob"), "leave"), member("cat", OP, "join")], "x");
+    assert_eq!(o.removed_by, [(id("ann"), OP.to_owned())].into());
+}
+
+#[test]
 fn drifted_name_topic_and_power_are_put_back_and_nothing_else() {
     let d = desired(&["ann"], &["ann"]);
     let synced = apply(&v12_room(), &plan_room(&d, &v12_room()));
