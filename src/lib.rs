@@ -11,6 +11,7 @@ pub mod exo;
 pub mod http;
 pub mod ids;
 pub mod leader;
+pub mod mas;
 pub mod metrics;
 pub mod plan;
 pub mod run;

@@ -4,12 +4,14 @@
 mod admin;
 mod client;
 mod error;
+mod mode;
 mod register;
 mod rooms;
 
 pub use admin::{AdminUser, Pusher, Threepid, UserUpdate};
 pub use client::{Synapse, enc, total_calls};
 pub use error::{Error, RetryKind};
+pub use mode::AuthMode;
 pub use register::{Registered, Registration, registration_mac};
 pub use rooms::{CreateRoom, RoomDetails, RoomStateEvent, StateEvent};
 

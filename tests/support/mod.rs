@@ -7,6 +7,7 @@ pub mod exo;
 pub mod http;
 pub mod proxy;
 pub mod team;
+pub mod mas;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
