@@ -5,9 +5,9 @@
 
 pub mod exo;
 pub mod http;
+pub mod mas;
 pub mod proxy;
 pub mod team;
-pub mod mas;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
