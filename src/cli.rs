@@ -101,6 +101,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: std::time::Duration,
 
+    /// The leader stops writing (and exits) when it could not renew the Lease for this long;
+    /// must be shorter than --lease-duration, so it stops before a standby may take over.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: std::time::Duration,
+
     /// This replica's name in the Lease; the pod name, else host name and process id.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -179,6 +184,7 @@ impl RunArgs {
                     format!("{host}-{}", std::process::id())
                 }),
                 duration: self.lease_duration,
+                renew_deadline: self.renew_deadline,
             }),
             settings: crate::controller::Settings {
                 resync: self.resync,

@@ -65,20 +65,27 @@ where
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("leadership lost; stopping so that the leader is the only one acting")]
+    #[error("leadership lost; in-flight reconciles were cancelled so that the leader is the only one acting")]
     Leadership(#[from] crate::leader::LeaderError),
+    #[error("invalid leader election settings: {0}")]
+    LeaseConfig(String),
     #[error("cannot serve the health and metrics endpoints")]
     Http(#[source] std::io::Error),
 }
 
-/// Runs until `shutdown` completes, then lets in-flight reconciles finish.
-/// With leader election, it first waits for the lease, and stops with an error
-/// when the lease is lost.
+/// Runs until `shutdown` completes, then lets in-flight reconciles finish
+/// (still renewing the lease) and releases it. With leader election, it first
+/// waits for the lease; when the lease cannot be renewed, in-flight reconciles
+/// are cancelled at once and it returns an error.
 pub async fn run(
     client: Client,
     cfg: RunConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    if let Some(lease) = &cfg.lease {
+        lease.validate().map_err(RunError::LeaseConfig)?;
+        crate::leader::fence::close();
+    }
     let (stop_tx, stop) = watch::channel(false);
     let stop_on_signal = stop_tx.clone();
     tokio::spawn(async move {
@@ -93,6 +100,12 @@ pub async fn run(
                 let _ = stop.wait_for(|s| *s).await;
             }
         }
+    };
+    // The lease and the addon API use `client`; everything a controller writes goes through
+    // `writer`, whose writes stop at the renew deadline (see leader::fence).
+    let writer = match &cfg.lease {
+        Some(_) => crate::leader::fence::kube_client(client.clone()),
+        None => client.clone(),
     };
 
     let (leading_tx, leading) = watch::channel(cfg.lease.is_none());
@@ -124,28 +137,22 @@ pub async fn run(
         start_addon_api(&client, addon, stopped());
     }
 
+    let (release_tx, release) = watch::channel(false);
+    let mut holder = None;
     if let Some(lease) = &cfg.lease {
-        tokio::select! {
-            _ = crate::leader::acquire(&client, lease) => {}
+        let renewed = tokio::select! {
+            renewed = crate::leader::acquire(&client, lease) => renewed,
             _ = stopped() => return Ok(()),
-        }
+        };
         let _ = leading_tx.send(true);
+        let (client, lease) = (client.clone(), lease.clone());
+        holder = Some(tokio::spawn(async move { crate::leader::hold(&client, &lease, renewed, release).await }));
     }
-    let holder = cfg.lease.clone().map(|lease| {
-        let (client, stop, stop_tx) = (client.clone(), stop.clone(), stop_tx.clone());
-        tokio::spawn(async move {
-            let result = crate::leader::hold(&client, &lease, stop).await;
-            if result.is_err() {
-                let _ = stop_tx.send(true);
-            }
-            result
-        })
-    });
 
     // Only the leader talks to Synapse (and may bootstrap the admin account).
     let session_refresh = Arc::new(tokio::sync::Notify::new());
     let session =
-        session::watch_session(client.clone(), cfg.session.clone(), Duration::from_secs(10), session_refresh.clone());
+        session::watch_session(writer.clone(), cfg.session.clone(), Duration::from_secs(10), session_refresh.clone());
     let mut forward = session.clone();
     tokio::spawn(async move {
         loop {
@@ -157,7 +164,7 @@ pub async fn run(
         }
     });
     let instance = std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok());
-    let recorder = Recorder::new(client.clone(), Reporter { controller: crate::MANAGER.into(), instance });
+    let recorder = Recorder::new(writer.clone(), Reporter { controller: crate::MANAGER.into(), instance });
 
     // A MatrixUser becoming Ready (or going away) re-runs the links that list it.
     let links_for_mapper = links.clone();
@@ -191,7 +198,7 @@ pub async fn run(
         });
 
     let ctx = Arc::new(Context {
-        kube: client.clone(),
+        kube: writer.clone(),
         session: session.clone(),
         recorder,
         settings: cfg.settings.clone(),
@@ -222,9 +229,35 @@ pub async fn run(
         .graceful_shutdown_on(stopped())
         .run(controller::space::reconcile, controller::error_policy, ctx)
         .for_each(|r| log_result("space", r));
-    futures::join!(users_done, links_done, sources_done, spaces_done);
+    let lost = {
+        let controllers = async { futures::join!(users_done, links_done, sources_done, spaces_done) };
+        let lease_lost = async {
+            match holder.as_mut() {
+                Some(holder) => Some(holder.await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = controllers => None,
+            held = lease_lost => held,
+        }
+    };
+    // Dropping the controllers (above) dropped their in-flight reconciles where they stood:
+    // a replica without the lease must not drain for minutes.
+    if let Some(held) = lost {
+        crate::leader::fence::close();
+        let _ = leading_tx.send(false);
+        let lost = match held {
+            Ok(Err(lost)) => lost,
+            _ => crate::leader::LeaderError::Lost(cfg.lease.as_ref().map(|l| l.name.clone()).unwrap_or_default()),
+        };
+        tracing::error!(error = %session::chain(&lost), "cancelling in-flight reconciles and stopping");
+        return Err(lost.into());
+    }
     tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
 
+    // Drained while still holding the lease; only now may a standby take over.
+    let _ = release_tx.send(true);
     let _ = stop_tx.send(true);
     if let Some(holder) = holder
         && let Ok(Err(lost)) = holder.await

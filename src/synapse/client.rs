@@ -121,6 +121,15 @@ impl Synapse {
             if let Some(token) = &self.token {
                 req = req.bearer_auth(token.expose());
             }
+            // Writes only while this replica holds the lease; checked right before sending (see leader::fence).
+            if method != Method::GET {
+                crate::leader::fence::check().map_err(|source| Error::NotLeader {
+                    method: method_name,
+                    path: span_path.clone(),
+                    source,
+                })?;
+                tracing::debug!(method = method_name, path = %span_path, "synapse write");
+            }
             let started = Instant::now();
             CALLS.fetch_add(1, Ordering::Relaxed);
             let resp = req.send().await.map_err(|source| Error::Network {

@@ -38,6 +38,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// Not sent: this replica is not (or no longer) entitled to write.
+    #[error("{method} {path}: not sent")]
+    NotLeader {
+        method: &'static str,
+        path: String,
+        #[source]
+        source: crate::leader::fence::NotLeader,
+    },
     #[error("invalid URL {0:?}")]
     InvalidUrl(String),
     #[error("cannot build the HTTP client")]
@@ -50,7 +58,7 @@ impl Error {
             Error::Api { retry_after: Some(d), .. } => RetryKind::After(*d),
             Error::Api { status, .. } if *status == 429 || *status >= 500 => RetryKind::Transient,
             Error::Api { .. } | Error::Decode { .. } | Error::InvalidUrl(_) | Error::Url(_) => RetryKind::Permanent,
-            Error::Network { .. } => RetryKind::Transient,
+            Error::Network { .. } | Error::NotLeader { .. } => RetryKind::Transient,
         }
     }
 

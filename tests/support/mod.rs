@@ -169,6 +169,11 @@ impl Operator {
         self.child.id()
     }
 
+    /// Whether it exited successfully, once it has exited.
+    pub fn exit_status(&mut self) -> Option<bool> {
+        self.child.try_wait().ok().flatten().map(|s| s.success())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
