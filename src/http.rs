@@ -48,7 +48,7 @@ async fn readyz(State(p): State<Arc<Probe>>) -> (StatusCode, String) {
     let session = match &*p.session.borrow() {
         SessionState::Ready(_) => None,
         SessionState::Starting => Some("connecting to Synapse".to_owned()),
-        SessionState::Failed(why) => Some(why.clone()),
+        SessionState::Failed(why, _) => Some(why.clone()),
     };
     match session {
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),

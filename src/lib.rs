@@ -14,6 +14,7 @@ pub mod leader;
 pub mod mas;
 pub mod metrics;
 pub mod plan;
+pub mod retry;
 pub mod run;
 pub mod secret;
 pub mod session;

@@ -207,6 +207,7 @@ pub async fn run(
         links: Some(links),
         caches_ready,
         session_refresh,
+        backoffs: Default::default(),
     });
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");

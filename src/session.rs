@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::credentials::{self, Credentials, CredentialsError};
 use crate::ids;
+use crate::retry::ErrorClass;
 use crate::secret::SecretString;
 use crate::synapse::{self, Registration, Synapse};
 
@@ -52,7 +53,8 @@ pub struct Session {
 pub enum SessionState {
     Starting,
     Ready(Arc<Session>),
-    Failed(String),
+    /// Why there is no session, and whether waiting helps or a person must act.
+    Failed(String, ErrorClass),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,23 @@ pub enum SessionError {
     Synapse(#[from] synapse::Error),
     #[error("cannot read or write Secret {0}")]
     Kube(String, #[source] kube::Error),
+}
+
+impl SessionError {
+    /// A Secret GitOps has yet to create, or Synapse out of reach, may pass by
+    /// itself; credentials Synapse refuses need a person.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SessionError::SecretMissing(_) | SessionError::Kube(..) => ErrorClass::Transient,
+            SessionError::Synapse(e) if e.retry_kind() != synapse::RetryKind::Permanent => ErrorClass::Transient,
+            SessionError::Credentials(..)
+            | SessionError::NoUrl
+            | SessionError::TokenRefused(_)
+            | SessionError::NotAdmin(_)
+            | SessionError::AccountLost(_)
+            | SessionError::Synapse(_) => ErrorClass::NeedsPerson,
+        }
+    }
 }
 
 const TOKEN_KEY: &str = "accessToken";
@@ -269,14 +288,16 @@ pub fn watch_session(
                 Ok(watcher::Event::Delete(_)) => {
                     current = None;
                     healthy = false;
-                    let _ = tx.send(SessionState::Failed(SessionError::SecretMissing(label.clone()).to_string()));
+                    let missing = SessionError::SecretMissing(label.clone());
+                    let _ = tx.send(SessionState::Failed(missing.to_string(), missing.class()));
                     continue;
                 }
                 Ok(watcher::Event::Init) => continue,
                 Ok(watcher::Event::InitDone) => {
                     seen_any = true;
                     if current.is_none() {
-                        let _ = tx.send(SessionState::Failed(SessionError::SecretMissing(label.clone()).to_string()));
+                        let missing = SessionError::SecretMissing(label.clone());
+                        let _ = tx.send(SessionState::Failed(missing.to_string(), missing.class()));
                         continue;
                     }
                     if healthy {
@@ -305,7 +326,7 @@ pub fn watch_session(
                     let message = chain(&e);
                     tracing::error!(error = %message, "no usable Synapse session");
                     healthy = false;
-                    let _ = tx.send(SessionState::Failed(message));
+                    let _ = tx.send(SessionState::Failed(message, e.class()));
                 }
             }
         }

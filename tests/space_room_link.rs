@@ -283,22 +283,21 @@ async fn a_link_without_a_room_waits_and_a_missing_room_is_a_condition() {
     let mut idle = s.spec("idle", &[], &[]);
     idle.create = false;
     s.link("idle", idle).await;
-    // Until the operator's session is up, a link can only say it has none.
-    let (reason, message, room) = eventually("idle waiting for a room", WAIT, || async {
-        let r = s.wait("idle", "Ready", "False").await;
-        (r.0 != "CredentialsUnavailable").then_some(r)
-    })
-    .await;
+    // A person must act: kstatus reads Stalled as Failed, so Flux reports the reason instead of a timeout.
+    // (Before the session is up, Ready may briefly say so: wait for the Stalled verdict.)
+    let (reason, message, room) = s.wait("idle", "Stalled", "True").await;
     assert_eq!(reason, "WaitingForRoom");
     assert!(message.contains("create: true"), "{message}");
     assert_eq!(room, None);
+    assert_eq!(s.wait("idle", "Ready", "False").await.0, "WaitingForRoom");
 
     let mut ghost = s.spec("ghost", &[], &[]);
     ghost.room_id = Some(format!("!doesnotexist{}:{}", s.tag, s.server));
     s.link("ghost", ghost).await;
-    let (reason, message, _) = s.wait("ghost", "Ready", "False").await;
+    let (reason, message, _) = s.wait("ghost", "Stalled", "True").await;
     assert_eq!(reason, "RoomNotFound", "{message}");
     assert!(message.contains("does not exist"), "{message}");
+    assert_eq!(s.wait("ghost", "Ready", "False").await.0, "RoomNotFound");
 }
 
 #[tokio::test]
@@ -311,6 +310,7 @@ async fn a_second_link_for_the_same_space_conflicts() {
     let (reason, message, _) = s.wait("second", "Conflict", "True").await;
     assert_eq!(reason, "AlreadyLinked");
     assert!(message.contains("first"), "{message}");
+    assert_eq!(s.wait("second", "Stalled", "True").await.0, "Conflict");
     assert_eq!(s.links.get("second").await.expect("get").status.and_then(|st| st.room_id), None);
     // Deleting the loser leaves the room alone.
     s.links.delete("second", &DeleteParams::default()).await.expect("delete");
@@ -326,8 +326,12 @@ async fn a_suspended_link_shows_its_plan_and_changes_nothing() {
     s.link("team", s.spec("team", &["ann"], &[])).await;
     let room = s.room("team").await;
     s.patch("team", json!({"spec": {"suspend": true, "members": [s.username("bob")], "displayName": "Not yet"}})).await;
-    let (reason, message, _) = s.wait("team", "Ready", "False").await;
+    // Suspended, the link does what it was told (nothing): Ready, neither Reconciling nor Stalled.
+    let (reason, message, _) = s.wait("team", "Ready", "True").await;
     assert_eq!(reason, "Suspended", "{message}");
+    let status = serde_json::to_value(s.links.get("team").await.expect("get").status).expect("json");
+    assert_eq!(condition(Some(&status), "Stalled"), None);
+    assert_eq!(condition(Some(&status), "Reconciling"), None);
     let plan = s.links.get("team").await.expect("get").status.and_then(|st| st.plan).expect("plan in status");
     assert_eq!(plan.counts.get("JoinUser"), Some(&1));
     assert_eq!(plan.counts.get("KickUser"), Some(&1));
@@ -350,6 +354,7 @@ async fn removing_most_members_at_once_is_blocked_until_allowed_for_one_pass() {
     s.patch("team", json!({"spec": {"members": [s.username("a"), s.username("b")]}})).await;
     let (reason, message, _) = s.wait("team", "Blocked", "True").await;
     assert_eq!(reason, "BlastRadius");
+    assert_eq!(s.wait("team", "Stalled", "True").await.0, "Blocked");
     assert!(message.contains("remove 8 of the room's 10"), "{message}");
     assert_eq!(s.joined(&room).await.len(), 10, "nobody kicked");
 

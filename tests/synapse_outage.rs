@@ -53,8 +53,9 @@ async fn synapse_down_is_a_condition_and_everything_converges_when_it_is_back() 
 
     let up = std::process::Command::new(repo_root().join("tests/platform.sh")).arg("up").status().expect("platform.sh");
     assert!(up.success(), "Synapse restarted");
+    // Failed reconciles back off exponentially (at most ~1 min apart for a transient failure).
     for name in [&before, &during] {
-        ready(&api, name, "True", Duration::from_secs(60)).await;
+        ready(&api, name, "True", Duration::from_secs(120)).await;
     }
     let admin = synapse_admin().await;
     let user_id = format!("@{during}:{}", platform().server_name());

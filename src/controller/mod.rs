@@ -2,23 +2,26 @@
 
 mod avatar;
 pub mod conditions;
+mod error;
 pub mod link;
 pub mod source;
 pub mod space;
-mod status;
+pub mod status;
 pub mod user;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
+use kube::{Client, Resource};
 use rand::Rng;
 use tokio::sync::watch;
 
+pub use error::{Error, error_policy};
+
+use crate::retry::{Backoffs, ErrorClass};
 use crate::session::{Session, SessionState};
-use crate::synapse::{self, RetryKind};
 
 /// How accounts are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,6 +63,8 @@ pub struct Context {
     pub caches_ready: watch::Receiver<bool>,
     /// Rung when Synapse refuses the session's token, so a new one is made.
     pub session_refresh: Arc<tokio::sync::Notify>,
+    /// Consecutive failures per object, for exponential backoff.
+    pub backoffs: Backoffs,
 }
 
 impl Context {
@@ -67,8 +72,10 @@ impl Context {
     pub fn session(&self) -> Result<Arc<Session>, Error> {
         match &*self.session.borrow() {
             SessionState::Ready(s) => Ok(s.clone()),
-            SessionState::Starting => Err(Error::NoSession("connecting to Synapse".into())),
-            SessionState::Failed(why) => Err(Error::NoSession(why.clone())),
+            SessionState::Starting => {
+                Err(Error::NoSession { message: "connecting to Synapse".into(), class: ErrorClass::Transient })
+            }
+            SessionState::Failed(why, class) => Err(Error::NoSession { message: why.clone(), class: *class }),
         }
     }
 
@@ -76,7 +83,7 @@ impl Context {
     /// cache is full before its controller starts reconciling).
     pub async fn caches_ready(&self) -> Result<(), Error> {
         let mut ready = self.caches_ready.clone();
-        ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::Invalid("the operator is shutting down".into()))
+        ready.wait_for(|r| *r).await.map(|_| ()).map_err(|_| Error::ShuttingDown)
     }
 
     /// Reacts to a failed reconcile where the session is concerned: a token
@@ -89,70 +96,15 @@ impl Context {
         }
     }
 
+    /// Forgets `obj`'s failures after a successful reconcile.
+    pub fn succeeded<K: Resource<DynamicType = ()>>(&self, obj: &K) {
+        self.backoffs.succeeded(&error::backoff_key(obj));
+    }
+
     /// The periodic resync, jittered by ±10% so objects do not all wake together.
     pub fn resync(&self) -> Action {
         let base = self.settings.resync.as_secs_f64();
         let jitter = rand::rng().random_range(0.9..1.1);
         Action::requeue(Duration::from_secs_f64((base * jitter).max(1.0)))
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("no Synapse session: {0}")]
-    NoSession(String),
-    #[error("{action} failed")]
-    Synapse {
-        action: String,
-        #[source]
-        source: synapse::Error,
-    },
-    #[error("{0}")]
-    Kube(String, #[source] kube::Error),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    RoomNotFound(String),
-}
-
-impl Error {
-    pub fn synapse(action: impl Into<String>) -> impl FnOnce(synapse::Error) -> Error {
-        let action = action.into();
-        move |source| Error::Synapse { action, source }
-    }
-
-    /// The condition reason this error shows as.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::NoSession(_) => "CredentialsUnavailable",
-            Error::Synapse { source, .. } => match source.retry_kind() {
-                RetryKind::Permanent => "SynapseRefused",
-                _ => "SynapseUnavailable",
-            },
-            Error::Kube(..) => "KubernetesError",
-            Error::Invalid(_) => "InvalidSpec",
-            Error::RoomNotFound(_) => "RoomNotFound",
-        }
-    }
-
-    /// When to try again.
-    pub fn retry_after(&self) -> Duration {
-        match self {
-            Error::NoSession(_) => Duration::from_secs(10),
-            Error::Synapse { source, .. } => match source.retry_kind() {
-                RetryKind::After(d) => d.max(Duration::from_millis(100)),
-                RetryKind::Transient => Duration::from_secs(5),
-                RetryKind::Permanent => Duration::from_secs(60),
-            },
-            Error::Kube(..) => Duration::from_secs(5),
-            Error::Invalid(_) => Duration::from_secs(300),
-            Error::RoomNotFound(_) => Duration::from_secs(60),
-        }
-    }
-}
-
-/// Error policy shared by the controllers: the error knows when to retry.
-pub fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action {
-    let jitter = rand::rng().random_range(1.0..1.5);
-    Action::requeue(err.retry_after().mul_f64(jitter))
 }

@@ -13,12 +13,13 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::conditions::{self, Progress};
 use super::status::{self, publish};
-use super::{Context, Error, conditions};
+use super::{Context, Error};
 use crate::crd::{
     ExoSource, ExoSourceStatus, MatrixSpace, MatrixSpaceSpec, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink,
 };
-use crate::exo::ExoClient;
+use crate::exo::{ExoClient, ExoError};
 use crate::plan::source::{Existing, SourceAction, SourceSettings, SpaceMatcher, plan_source, shrink_guard};
 use crate::secret::SecretString;
 use crate::session::chain;
@@ -34,47 +35,57 @@ pub async fn reconcile(source: Arc<ExoSource>, ctx: Arc<Context>) -> Result<Acti
     let ns = source.namespace().unwrap_or_default();
     let api: Api<ExoSource> = Api::namespaced(ctx.kube.clone(), &ns);
     let Some(source) = status::fresh(&api, &source).await? else { return Ok(Action::await_change()) };
-    let interval = crate::cli::parse_duration(&source.spec.interval).unwrap_or(std::time::Duration::from_secs(300));
-    let mut st = source.status.clone().unwrap_or_default();
-    let generation = source.metadata.generation;
-    match sync(&source, &ctx, &mut st).await {
-        Ok(()) => {}
-        Err(Failure { reason, message }) => {
-            conditions::set(&mut st.conditions, "Ready", false, reason, &message, generation);
-            publish(&ctx, &*source, EventType::Warning, reason, &message).await;
-            tracing::warn!(source = %source.name_any(), %message, "eXo sync skipped");
+    let interval = interval(&source);
+    let mut st = status::begin(&*source);
+    let result = match sync(&source, &ctx, &mut st).await {
+        Ok(message) => status::show(&*source, &ctx, &mut st, Progress::ready("Synced", message)).await,
+        // What this pass learnt (counts, conflicts) is kept with the failure.
+        Err(e) => {
+            status::record_failure(&*source, &ctx, st, &e).await;
+            Err(e)
         }
+    };
+    status::finish(&*source, &ctx, result.map(|()| Action::requeue(interval))).await
+}
+
+/// How often eXo is read.
+pub(super) fn interval(source: &ExoSource) -> std::time::Duration {
+    crate::cli::parse_duration(&source.spec.interval).unwrap_or(std::time::Duration::from_secs(300))
+}
+
+/// Kubernetes errors while writing what eXo said.
+fn kube_err(e: kube::Error) -> Error {
+    Error::Kube("writing the objects eXo describes".into(), e)
+}
+
+/// What a failed eXo read asks for: wrong credentials or URL need a person; the rest passes.
+fn exo_failure(e: &ExoError) -> Error {
+    let message = format!("{}; nothing was changed", chain(e));
+    match e {
+        ExoError::Status { status: 401 | 403, .. } => Error::needs_person("CredentialsRefused", message),
+        ExoError::Status { status, .. } if *status != 429 && *status < 500 => {
+            Error::needs_person("ExoRefused", message)
+        }
+        ExoError::Url(_) => Error::invalid_spec("InvalidURL", message),
+        _ => Error::waiting("ExoUnavailable", message),
     }
-    st.observed_generation = generation;
-    status::write(&*source, source.status.as_ref(), &ctx, &st).await?;
-    Ok(Action::requeue(interval))
 }
 
-struct Failure {
-    reason: &'static str,
-    message: String,
-}
-
-fn fail(reason: &'static str) -> impl FnOnce(String) -> Failure {
-    move |message| Failure { reason, message }
-}
-
-async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Result<(), Failure> {
+/// Reads eXo and writes what it describes; the message of the `Ready` condition.
+async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Result<String, Error> {
     let ns = source.namespace().unwrap_or_default();
     let spaces = SpaceMatcher::new(&source.spec.spaces.include, &source.spec.spaces.exclude)
-        .map_err(|e| fail("InvalidSpec")(format!("{}; nothing was changed", chain(&e))))?;
-    let client = exo_client(source, ctx).await.map_err(fail("CredentialsUnavailable"))?;
-    let snapshot =
-        client.snapshot().await.map_err(|e| fail("ExoUnavailable")(format!("{}; nothing was changed", chain(&e))))?;
+        .map_err(|e| Error::invalid_spec("InvalidSpec", format!("{}; nothing was changed", chain(&e))))?;
+    let client = exo_client(source, ctx).await?;
+    let snapshot = client.snapshot().await.map_err(|e| exo_failure(&e))?;
     let seen = (snapshot.spaces.len(), snapshot.users.len());
     let previous = st.spaces_seen.zip(st.users_seen).map(|(s, u)| (s as usize, u as usize));
     if let Some(why) = shrink_guard(previous, seen, ctx.settings.exo_max_drop) {
-        return Err(fail("SuspiciousAnswer")(why));
+        return Err(Error::needs_person("SuspiciousAnswer", why));
     }
 
     let links_api: Api<SpaceRoomLink> = Api::namespaced(ctx.kube.clone(), &ns);
     let users_api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &ns);
-    let kube_err = |e: kube::Error| fail("KubernetesError")(chain(&e));
     let uid = source.uid().unwrap_or_default();
     let owned = |refs: &[OwnerReference]| refs.iter().any(|r| r.uid == uid);
     let source_name = source.name_any();
@@ -172,8 +183,7 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     if !plan.held.is_empty() {
         message.push_str(&format!("; {} spaces held, see RosterHeld", plan.held.len()));
     }
-    conditions::set(&mut st.conditions, "Ready", true, "Synced", &message, generation);
-    Ok(())
+    Ok(message)
 }
 
 /// Writes the MatrixSpace of `spec.matrixSpace` (named after the source, selecting
@@ -183,10 +193,9 @@ async fn sync_matrix_space(
     source: &ExoSource,
     ctx: &Context,
     owner: &[OwnerReference],
-) -> Result<Option<String>, Failure> {
+) -> Result<Option<String>, Error> {
     let api: Api<MatrixSpace> = Api::namespaced(ctx.kube.clone(), &source.namespace().unwrap_or_default());
     let name = source.name_any();
-    let kube_err = |e: kube::Error| fail("KubernetesError")(chain(&e));
     let existing = api.get_opt(&name).await.map_err(kube_err)?;
     let uid = source.uid().unwrap_or_default();
     let owned = existing.as_ref().map(|s| s.owner_references().iter().any(|r| r.uid == uid));
@@ -224,19 +233,23 @@ async fn sync_matrix_space(
 }
 
 /// The eXo client with the credentials of the source's basic-auth Secret.
-async fn exo_client(source: &ExoSource, ctx: &Context) -> Result<ExoClient, String> {
+async fn exo_client(source: &ExoSource, ctx: &Context) -> Result<ExoClient, Error> {
     let ns = source.namespace().unwrap_or_default();
     let name = &source.spec.credentials_secret_ref;
     let secret = Api::<Secret>::namespaced(ctx.kube.clone(), &ns)
         .get_opt(name)
         .await
-        .map_err(|e| chain(&e))?
-        .ok_or_else(|| format!("eXo credentials Secret {ns}/{name} not found"))?;
+        .map_err(|e| Error::Kube(format!("reading eXo credentials Secret {ns}/{name}"), e))?
+        // GitOps may create the Secret after the ExoSource: wait for it.
+        .ok_or_else(|| Error::waiting("SecretNotFound", format!("eXo credentials Secret {ns}/{name} not found")))?;
     let data = secret.data.unwrap_or_default();
     let text = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.0.clone()).ok());
     let (Some(user), Some(password)) = (text("username"), text("password")) else {
-        return Err(format!("eXo credentials Secret {ns}/{name} needs the keys `username` and `password`"));
+        return Err(Error::needs_person(
+            "CredentialsUnavailable",
+            format!("eXo credentials Secret {ns}/{name} needs the keys `username` and `password`"),
+        ));
     };
     ExoClient::new(&source.spec.url, user.trim(), SecretString::new(password.trim_end_matches('\n')))
-        .map_err(|e| chain(&e))
+        .map_err(|e| exo_failure(&e))
 }

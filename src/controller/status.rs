@@ -1,13 +1,148 @@
 //! Writing status and Events: the same for every kind the operator manages.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::conditions::{self, Progress};
 use super::{Context, Error};
+use crate::crd::{
+    ExoSource, ExoSourceStatus, MatrixSpace, MatrixSpaceStatus, MatrixUser, MatrixUserStatus, SpaceRoomLink,
+    SpaceRoomLinkStatus,
+};
+
+/// The status fields every kind shares.
+pub trait CommonStatus: Serialize + PartialEq + Clone + Default {
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    fn observed_generation_mut(&mut self) -> &mut Option<i64>;
+}
+
+/// A kind this operator reconciles; `reconciled!` implements it.
+pub trait Reconciled:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug
+{
+    type Status: CommonStatus;
+    fn current_status(&self) -> Option<&Self::Status>;
+
+    /// The longest a failed object waits before the next try, when the kind
+    /// promises one (an ExoSource polls at its interval, failing or not).
+    fn retry_cap(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
+macro_rules! common_status {
+    ($status:ty) => {
+        impl CommonStatus for $status {
+            fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+                &mut self.conditions
+            }
+            fn observed_generation_mut(&mut self) -> &mut Option<i64> {
+                &mut self.observed_generation
+            }
+        }
+    };
+}
+
+/// Makes a kind usable with the helpers below and `error_policy`: its status
+/// must have `conditions: Vec<Condition>` and `observed_generation: Option<i64>`.
+macro_rules! reconciled {
+    ($kind:ty, $status:ty) => {
+        common_status!($status);
+        impl Reconciled for $kind {
+            type Status = $status;
+            fn current_status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+        }
+    };
+}
+
+reconciled!(SpaceRoomLink, SpaceRoomLinkStatus);
+reconciled!(MatrixUser, MatrixUserStatus);
+reconciled!(MatrixSpace, MatrixSpaceStatus);
+common_status!(ExoSourceStatus);
+impl Reconciled for ExoSource {
+    type Status = ExoSourceStatus;
+    fn current_status(&self) -> Option<&ExoSourceStatus> {
+        self.status.as_ref()
+    }
+    fn retry_cap(&self) -> Option<std::time::Duration> {
+        Some(super::source::interval(self))
+    }
+}
+
+/// The status to work on in a reconcile. An object that shows no `Ready` yet
+/// (just created) shows `Reconciling` in any status written on the way (a new
+/// room id), so kstatus does not read it as done before it is.
+pub fn begin<K: Reconciled>(obj: &K) -> K::Status {
+    let mut status = obj.current_status().cloned().unwrap_or_default();
+    if !status.conditions_mut().iter().any(|c| c.type_ == conditions::READY) {
+        let progress = Progress::reconciling("Progressing", "working towards the spec");
+        conditions::show(status.conditions_mut(), &progress, obj.meta().generation);
+    }
+    status
+}
+
+/// Shows `progress` as of the object's generation (now observed) and writes the status.
+pub async fn show<K: Reconciled>(
+    obj: &K,
+    ctx: &Context,
+    status: &mut K::Status,
+    progress: Progress,
+) -> Result<(), Error> {
+    let generation = obj.meta().generation;
+    conditions::show(status.conditions_mut(), &progress, generation);
+    *status.observed_generation_mut() = generation;
+    save(obj, ctx, status).await
+}
+
+/// Writes `status` unless the object already shows it.
+pub async fn save<K: Reconciled>(obj: &K, ctx: &Context, status: &K::Status) -> Result<(), Error> {
+    write(obj, obj.current_status(), ctx, status).await
+}
+
+/// Records a failed reconcile in `status` (conditions by the error's class, a
+/// Warning Event, a log line). A failure to record is logged, never fatal.
+pub async fn record_failure<K: Reconciled>(obj: &K, ctx: &Context, mut status: K::Status, err: &Error) {
+    if matches!(err, Error::ShuttingDown) {
+        return;
+    }
+    ctx.note_failure(err);
+    let progress = err.progress();
+    let message = progress.message().to_owned();
+    let (kind, name, ns) = (K::kind(&()), obj.name_any(), obj.namespace());
+    tracing::warn!(%kind, %name, namespace = ?ns, class = ?err.class(), error = %message, "reconcile failed");
+    if let Err(e) = show(obj, ctx, &mut status, progress).await {
+        tracing::warn!(error = %crate::session::chain(&e), "cannot record the failure in status");
+    }
+    publish(ctx, obj, EventType::Warning, err.reason(), &message).await;
+}
+
+/// The end of every reconcile: a success forgets the object's failures; a
+/// failure is recorded on the object (from its current status) and retried by
+/// `error_policy`.
+pub async fn finish<K: Reconciled>(obj: &K, ctx: &Context, result: Result<Action, Error>) -> Result<Action, Error> {
+    match result {
+        Ok(action) => {
+            ctx.succeeded(obj);
+            Ok(action)
+        }
+        Err(e) => {
+            // Status written on the way (a new room id) is kept: start from what the API server has now.
+            let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+            let now = api.get_opt(&obj.name_any()).await.ok().flatten();
+            let status = now.as_ref().unwrap_or(obj).current_status().cloned().unwrap_or_default();
+            record_failure(now.as_ref().unwrap_or(obj), ctx, status, &e).await;
+            Err(e)
+        }
+    }
+}
 
 /// Server-side applies `status` unless it is what the object already shows. A
 /// field this manager no longer sends (a dropped avatar) is removed.

@@ -10,13 +10,14 @@ use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 
+use super::conditions::{self, Progress};
 use super::status::{self, publish};
-use super::{Context, Error, UserCreation, avatar, conditions};
-use crate::crd::{MatrixUser, MatrixUserStatus, UserDeletionPolicy};
+use super::{Context, Error, UserCreation, avatar};
+use crate::crd::{MatrixUser, UserDeletionPolicy};
 use crate::ids;
 use crate::plan::user::{DesiredUser, ObservedUser, UserAction, plan_user};
 use crate::secret::SecretString;
-use crate::session::{Session, chain};
+use crate::session::Session;
 use crate::synapse::{Registration, UserUpdate};
 
 pub const FINALIZER: &str = "exomatrix.dev/account";
@@ -33,21 +34,7 @@ pub async fn reconcile(user: Arc<MatrixUser>, ctx: Arc<Context>) -> Result<Actio
         }
     })
     .await;
-    match result {
-        Ok(action) => Ok(action),
-        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => {
-            report_failure(&user, &ctx, &e).await;
-            Err(e)
-        }
-        Err(e) => Err(Error::Kube("finalizer bookkeeping failed".into(), kube_error(e))),
-    }
-}
-
-fn kube_error(e: finalizer::Error<Error>) -> kube::Error {
-    match e {
-        finalizer::Error::AddFinalizer(k) | finalizer::Error::RemoveFinalizer(k) => k,
-        other => kube::Error::Service(other.to_string().into()),
-    }
+    status::finish(&*user, &ctx, result.map_err(Error::from_finalizer)).await
 }
 
 /// The owner of a localpart is the oldest MatrixUser claiming it; the others conflict.
@@ -65,7 +52,7 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     let session = ctx.session()?;
     // Localpart collisions are judged from the cache: never from a half-filled one.
     ctx.caches_ready().await?;
-    let mut status = user.status.clone().unwrap_or_default();
+    let mut status = status::begin(user);
     let generation = user.metadata.generation;
 
     if let Some(owner) = ctx.users.as_ref().and_then(|store| localpart_owner(user, store)) {
@@ -77,10 +64,8 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
             owner.spec.username
         );
         conditions::set(&mut status.conditions, "Conflict", true, "LocalpartTaken", &message, generation);
-        conditions::set(&mut status.conditions, "Ready", false, "Conflict", &message, generation);
         status.user_id = None;
-        status.observed_generation = generation;
-        write_status(user, ctx, &status).await?;
+        status::show(user, ctx, &mut status, Progress::stalled("Conflict", message)).await?;
         return Ok(ctx.resync());
     }
     conditions::remove(&mut status.conditions, "Conflict");
@@ -111,7 +96,6 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     }
 
     status.user_id = Some(user_id.clone());
-    status.observed_generation = generation;
     status.last_sync_time = Some(conditions::now_rfc3339());
     status.avatar = avatar_status;
     match avatar_problem {
@@ -127,8 +111,7 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     } else {
         ("Disabled", format!("disabled; no account is created for {user_id}"))
     };
-    conditions::set(&mut status.conditions, "Ready", true, reason, &message, generation);
-    write_status(user, ctx, &status).await?;
+    status::show(user, ctx, &mut status, Progress::ready(reason, message)).await?;
     Ok(ctx.resync())
 }
 
@@ -147,7 +130,10 @@ async fn execute(action: &UserAction, ctx: &Context, session: &Session, user: &M
     match action {
         UserAction::CreateUser { user_id, update } if ctx.settings.user_creation == UserCreation::SharedSecret => {
             let secret = session.shared_secret.as_ref().ok_or_else(|| {
-                Error::Invalid("--user-creation shared-secret needs `sharedSecret` in the credentials Secret".into())
+                Error::needs_person(
+                    "CredentialsUnavailable",
+                    "--user-creation shared-secret needs `sharedSecret` in the credentials Secret",
+                )
             })?;
             // Registration requires a password; SSO users get a random one nobody knows.
             let password = update
@@ -198,13 +184,13 @@ async fn password(user: &MatrixUser, ctx: &Context) -> Result<Option<SecretStrin
         .get_opt(&r.name)
         .await
         .map_err(|e| Error::Kube(format!("reading password Secret {ns}/{}", r.name), e))?
-        .ok_or_else(|| Error::Invalid(format!("password Secret {ns}/{} not found", r.name)))?;
-    let value = secret
-        .data
-        .and_then(|d| d.get(&r.key).cloned())
-        .ok_or_else(|| Error::Invalid(format!("password Secret {ns}/{} has no key {:?}", r.name, r.key)))?;
+        // GitOps may create the Secret after the MatrixUser: wait for it.
+        .ok_or_else(|| Error::waiting("SecretNotFound", format!("password Secret {ns}/{} not found", r.name)))?;
+    let value = secret.data.and_then(|d| d.get(&r.key).cloned()).ok_or_else(|| {
+        Error::needs_person("SecretInvalid", format!("password Secret {ns}/{} has no key {:?}", r.name, r.key))
+    })?;
     let text = String::from_utf8(value.0)
-        .map_err(|_| Error::Invalid(format!("key {:?} of {ns}/{} is not text", r.key, r.name)))?;
+        .map_err(|_| Error::needs_person("SecretInvalid", format!("key {:?} of {ns}/{} is not text", r.key, r.name)))?;
     Ok(Some(SecretString::new(text.trim_end_matches('\n'))))
 }
 
@@ -233,21 +219,4 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
     Ok(Action::await_change())
-}
-
-async fn report_failure(user: &MatrixUser, ctx: &Context, err: &Error) {
-    ctx.note_failure(err);
-    let message = chain(err);
-    tracing::warn!(user = %user.name_any(), namespace = ?user.namespace(), error = %message, "reconcile failed");
-    let mut status = user.status.clone().unwrap_or_default();
-    conditions::set(&mut status.conditions, "Ready", false, err.reason(), &message, user.metadata.generation);
-    status.observed_generation = user.metadata.generation;
-    if let Err(e) = write_status(user, ctx, &status).await {
-        tracing::warn!(error = %chain(&e), "cannot record the failure in status");
-    }
-    publish(ctx, user, EventType::Warning, err.reason(), &message).await;
-}
-
-async fn write_status(user: &MatrixUser, ctx: &Context, status: &MatrixUserStatus) -> Result<(), Error> {
-    status::write(user, user.status.as_ref(), ctx, status).await
 }

@@ -35,7 +35,10 @@ pub(super) async fn room_of(
             return Ok(Some(id.clone()));
         }
         admin.room_details(id).await.map_err(Error::synapse("looking up the room"))?.ok_or_else(|| {
-            Error::RoomNotFound(format!("room {id} does not exist on this homeserver; nothing was created"))
+            Error::invalid_spec(
+                "RoomNotFound",
+                format!("room {id} does not exist on this homeserver; nothing was created"),
+            )
         })?;
         let members = admin.room_members(id).await.map_err(Error::synapse("listing the room's members"))?;
         if !members.contains(&session.user_id) {
@@ -89,9 +92,12 @@ async fn adoptable(link: &SpaceRoomLink, session: &Session, alias: &str) -> Resu
     if ours {
         Ok(Some(id))
     } else {
-        Err(Error::Invalid(format!(
-            "the alias {alias} belongs to room {id}, which this operator did not create; set roomId to link it"
-        )))
+        Err(Error::needs_person(
+            "AliasTaken",
+            format!(
+                "the alias {alias} belongs to room {id}, which this operator did not create; set roomId to link it"
+            ),
+        ))
     }
 }
 

@@ -36,12 +36,17 @@ pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Actio
                 match state.as_str() {
                     "complete" => break,
                     "failed" => {
-                        return Err(Error::Invalid(format!("Synapse could not delete room {room_id}")));
+                        return Err(Error::needs_person(
+                            "RoomDeletionFailed",
+                            format!("Synapse could not delete room {room_id}; see Synapse's log"),
+                        ));
                     }
                     _ if tokio::time::Instant::now() > deadline => {
-                        return Err(Error::Invalid(format!(
-                            "deletion of room {room_id} still {state} after 2 minutes"
-                        )));
+                        // Synapse is still at it: the next attempt starts a new deletion of the same room.
+                        return Err(Error::waiting(
+                            "RoomDeletionPending",
+                            format!("deletion of room {room_id} still {state} after 2 minutes"),
+                        ));
                     }
                     _ => tokio::time::sleep(Duration::from_millis(300)).await,
                 }

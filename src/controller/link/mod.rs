@@ -15,13 +15,14 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::conditions::{self, Progress};
 use super::status::{self, publish};
-use super::{Context, Error, avatar, conditions};
+use super::{Context, Error, avatar};
 use crate::crd::{MatrixUser, PlanSummary, SpaceRoomLink, SpaceRoomLinkStatus};
 use crate::plan::members::{self, Members, UserFacts};
 use crate::plan::room::{self, DesiredRoom, MARKER_TYPE, RoomAction, plan_room};
 use crate::plan::user::AvatarWish;
-use crate::session::{Session, chain};
+use crate::session::Session;
 
 pub const FINALIZER: &str = "exomatrix.dev/room";
 /// Lets one pass exceed the blast-radius limit; removed after that pass.
@@ -41,23 +42,7 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
         }
     })
     .await;
-    match result {
-        Ok(action) => Ok(action),
-        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => {
-            ctx.note_failure(&e);
-            let mut status = link.status.clone().unwrap_or_default();
-            let message = chain(&e);
-            tracing::warn!(link = %link.name_any(), namespace = ?link.namespace(), error = %message, "reconcile failed");
-            conditions::set(&mut status.conditions, "Ready", false, e.reason(), &message, link.metadata.generation);
-            status.observed_generation = link.metadata.generation;
-            if let Err(w) = write_status(&link, &ctx, &status).await {
-                tracing::warn!(error = %chain(&w), "cannot record the failure in status");
-            }
-            publish(&ctx, &*link, EventType::Warning, e.reason(), &message).await;
-            Err(e)
-        }
-        Err(e) => Err(Error::Invalid(format!("finalizer bookkeeping failed: {e}"))),
-    }
+    status::finish(&*link, &ctx, result.map_err(Error::from_finalizer)).await
 }
 
 /// What of a MatrixUser matters to links: which account, if any, may be a member.
@@ -133,8 +118,7 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     // Members and conflicts are judged from the caches: never from half-filled ones.
     ctx.caches_ready().await?;
     let generation = link.metadata.generation;
-    let mut status = link.status.clone().unwrap_or_default();
-    status.observed_generation = generation;
+    let mut status = status::begin(link);
 
     if let Some(owner) = conflicting_owner(link, ctx) {
         let message = format!(
@@ -144,8 +128,7 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
             owner.spec.space_group_id
         );
         conditions::set(&mut status.conditions, "Conflict", true, "AlreadyLinked", &message, generation);
-        conditions::set(&mut status.conditions, "Ready", false, "Conflict", &message, generation);
-        write_status(link, ctx, &status).await?;
+        status::show(link, ctx, &mut status, Progress::stalled("Conflict", message)).await?;
         return Ok(ctx.resync());
     }
     conditions::remove(&mut status.conditions, "Conflict");
@@ -157,23 +140,23 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     let room_id = match create::room_of(link, ctx, &session, &mut status).await? {
         Some(id) => id,
         None => {
-            let (reason, message) = if link.spec.suspend {
-                ("Suspended", "suspended: would create the room".to_owned())
-            } else {
-                (
-                    "WaitingForRoom",
-                    "neither roomId nor create: true is set; set one to give this space a room".to_owned(),
-                )
-            };
-            if link.spec.suspend {
+            // Suspended, the link does what it was told (nothing): Ready. Without
+            // roomId or create it cannot go on until a person sets one: Stalled.
+            let progress = if link.spec.suspend {
                 status.plan = Some(PlanSummary {
                     counts: [("CreateRoom".to_owned(), 1)].into(),
                     first_actions: vec![format!("create room {}", create::alias_of(link, ctx, &session))],
                 });
-            }
+                Progress::ready("Suspended", "suspended: would create the room")
+            } else {
+                Progress::stalled(
+                    "WaitingForRoom",
+                    "neither roomId nor create: true is set; set one to give this space a room",
+                )
+            };
+            let (reason, message) = (progress.reason(), progress.message().to_owned());
             conditions::set(&mut status.conditions, "RoomReady", false, reason, &message, generation);
-            conditions::set(&mut status.conditions, "Ready", false, reason, &message, generation);
-            write_status(link, ctx, &status).await?;
+            status::show(link, ctx, &mut status, progress).await?;
             return Ok(ctx.resync());
         }
     };
@@ -193,8 +176,7 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
 
     if link.spec.suspend {
         let message = format!("suspended: {} change(s) pending, see status.plan", actions.len());
-        conditions::set(&mut status.conditions, "Ready", false, "Suspended", &message, generation);
-        write_status(link, ctx, &status).await?;
+        status::show(link, ctx, &mut status, Progress::ready("Suspended", message)).await?;
         return Ok(ctx.resync());
     }
     let allowed = link.annotations().get(ALLOW_MASS_CHANGE).is_some_and(|v| v != "false");
@@ -203,8 +185,7 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
             "{why}; nothing was changed. Raise the limit or set the annotation {ALLOW_MASS_CHANGE}=true for one pass"
         );
         conditions::set(&mut status.conditions, "Blocked", true, "BlastRadius", &message, generation);
-        conditions::set(&mut status.conditions, "Ready", false, "Blocked", &message, generation);
-        write_status(link, ctx, &status).await?;
+        status::show(link, ctx, &mut status, Progress::stalled("Blocked", message.clone())).await?;
         publish(ctx, link, EventType::Warning, "Blocked", &message).await;
         return Ok(ctx.resync());
     }
@@ -226,15 +207,8 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
         Some(p) => conditions::set(&mut status.conditions, "AvatarSynced", false, "AvatarUnavailable", p, generation),
         None => conditions::remove(&mut status.conditions, "AvatarSynced"),
     }
-    conditions::set(
-        &mut status.conditions,
-        "Ready",
-        true,
-        "Synced",
-        &format!("room {room_id} matches the space"),
-        generation,
-    );
-    write_status(link, ctx, &status).await?;
+    status::show(link, ctx, &mut status, Progress::ready("Synced", format!("room {room_id} matches the space")))
+        .await?;
     Ok(ctx.resync())
 }
 
@@ -346,5 +320,5 @@ pub(super) async fn write_status(
     ctx: &Context,
     status: &SpaceRoomLinkStatus,
 ) -> Result<(), Error> {
-    status::write(link, link.status.as_ref(), ctx, status).await
+    status::save(link, ctx, status).await
 }

@@ -81,9 +81,10 @@ async fn adoptable(session: &Session, alias: &str, key: &str, marker: &Value) ->
     if ours {
         Ok(Some(id))
     } else {
-        Err(Error::Invalid(format!(
-            "the alias {alias} belongs to room {id}, which this operator did not create for this MatrixSpace"
-        )))
+        Err(Error::needs_person(
+            "AliasTaken",
+            format!("the alias {alias} belongs to room {id}, which this operator did not create for this MatrixSpace"),
+        ))
     }
 }
 

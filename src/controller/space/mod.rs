@@ -17,12 +17,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
+use super::conditions::{self, Progress};
 use super::link::ALLOW_MASS_CHANGE;
 use super::status::{self, publish};
-use super::{Context, Error, avatar, conditions};
+use super::{Context, Error, avatar};
 use crate::crd::{MatrixSpace, MatrixSpaceStatus, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink};
 use crate::plan::space::{self, Account, DesiredSpace, PARENT, SpaceAction, plan_space};
-use crate::session::{Session, chain};
+use crate::session::Session;
 
 pub const FINALIZER: &str = "exomatrix.dev/space";
 
@@ -37,23 +38,7 @@ pub async fn reconcile(space: Arc<MatrixSpace>, ctx: Arc<Context>) -> Result<Act
         }
     })
     .await;
-    match result {
-        Ok(action) => Ok(action),
-        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => {
-            ctx.note_failure(&e);
-            let mut st = space.status.clone().unwrap_or_default();
-            let message = chain(&e);
-            tracing::warn!(space = %space.name_any(), namespace = ?space.namespace(), error = %message, "reconcile failed");
-            conditions::set(&mut st.conditions, "Ready", false, e.reason(), &message, space.metadata.generation);
-            st.observed_generation = space.metadata.generation;
-            if let Err(w) = write_status(&space, &ctx, &st).await {
-                tracing::warn!(error = %chain(&w), "cannot record the failure in status");
-            }
-            publish(&ctx, &*space, EventType::Warning, e.reason(), &message).await;
-            Err(e)
-        }
-        Err(e) => Err(Error::Invalid(format!("finalizer bookkeeping failed: {e}"))),
-    }
+    status::finish(&*space, &ctx, result.map_err(Error::from_finalizer)).await
 }
 
 /// Spaces to reconcile when a link or a user of their namespace changes.
@@ -141,9 +126,9 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
     // Members are judged from the caches: never from half-filled ones.
     ctx.caches_ready().await?;
     let generation = space.metadata.generation;
-    let mut st = space.status.clone().unwrap_or_default();
-    st.observed_generation = generation;
-    let (mut desired, pending) = desired(space, ctx, &session).map_err(Error::Invalid)?;
+    let mut st = status::begin(space);
+    let (mut desired, pending) =
+        desired(space, ctx, &session).map_err(|why| Error::invalid_spec("InvalidSelector", why))?;
     let room_id = create::space_room(space, ctx, &session, &desired, &mut st).await?;
     desired.room_id = room_id.clone();
 
@@ -170,8 +155,7 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
             "{why}; nothing was changed. Raise the limit or set the annotation {ALLOW_MASS_CHANGE}=true for one pass"
         );
         conditions::set(&mut st.conditions, "Blocked", true, "BlastRadius", &message, generation);
-        conditions::set(&mut st.conditions, "Ready", false, "Blocked", &message, generation);
-        write_status(space, ctx, &st).await?;
+        status::show(space, ctx, &mut st, Progress::stalled("Blocked", message.clone())).await?;
         publish(ctx, space, EventType::Warning, "Blocked", &message).await;
         return Ok(ctx.resync());
     }
@@ -201,8 +185,7 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
         "space {room_id}: {} rooms, {joined} joined; {pending} listed people have no account yet",
         after.children.len()
     );
-    conditions::set(&mut st.conditions, "Ready", true, "Synced", &message, generation);
-    write_status(space, ctx, &st).await?;
+    status::show(space, ctx, &mut st, Progress::ready("Synced", message)).await?;
     Ok(ctx.resync())
 }
 
@@ -277,9 +260,13 @@ async fn cleanup(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
         let state = admin.delete_status(&delete_id).await.map_err(Error::synapse("waiting for the space deletion"))?;
         match state.as_str() {
             "complete" => break,
-            "failed" => return Err(Error::Invalid(format!("Synapse could not delete the space {room_id}"))),
+            "failed" => {
+                let why = format!("Synapse could not delete the space {room_id}; see Synapse's log");
+                return Err(Error::needs_person("RoomDeletionFailed", why));
+            }
             _ if tokio::time::Instant::now() > deadline => {
-                return Err(Error::Invalid(format!("deletion of the space {room_id} still {state} after 2 minutes")));
+                let why = format!("deletion of the space {room_id} still {state} after 2 minutes");
+                return Err(Error::waiting("RoomDeletionPending", why));
             }
             _ => tokio::time::sleep(Duration::from_millis(300)).await,
         }
@@ -298,5 +285,5 @@ async fn clear_allow_annotation(space: &MatrixSpace, ctx: &Context) -> Result<()
 }
 
 pub(super) async fn write_status(space: &MatrixSpace, ctx: &Context, st: &MatrixSpaceStatus) -> Result<(), Error> {
-    status::write(space, space.status.as_ref(), ctx, st).await
+    status::save(space, ctx, st).await
 }
