@@ -73,6 +73,26 @@ build_helm() {
   touch "$BIN/.helm-$HELM_VERSION"
 }
 
+# A small Go program of the test platform (tests/<name>, a module of its own so
+# its dependencies do not meet the control plane's replace lines), rebuilt when
+# its sources change.
+build_go_tool() {
+  local name=$1 src=$ROOT/tests/$1
+  local key stamp
+  key=$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-16)
+  stamp=$BIN/.$name.$key
+  if [[ -x $BIN/$name && -f $stamp ]]; then
+    return
+  fi
+  command -v go >/dev/null || die "Go is required to build $name"
+  log "building $name from tests/$name"
+  mkdir -p "$BIN"
+  (cd "$src" && GOFLAGS=-mod=mod go build -o "$BIN/$name.tmp" .)
+  mv "$BIN/$name.tmp" "$BIN/$name"
+  rm -f "$BIN/.$name".*
+  touch "$stamp"
+}
+
 install_synapse() {
   if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import synapse' 2>/dev/null \
     && [[ -f $VENV/.complete ]]; then
@@ -99,6 +119,7 @@ tools() {
   flock 8
   timed build_kube_tools
   timed build_helm
+  timed build_go_tool kstatus
   timed install_synapse
   flock -u 8
 }
@@ -265,6 +286,7 @@ export SYNAPSE_PYTHON=$VENV/bin/python
 export SYNAPSE_SMTP_PORT=$(cat "$STATE/smtp.port")
 export HELM=$BIN/helm
 export KUBECTL=$BIN/kubectl
+export KSTATUS=$BIN/kstatus
 EOF
   mv "$tmp" "$STATE/env"
 }
