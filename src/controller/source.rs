@@ -66,6 +66,8 @@ fn exo_failure(e: &ExoError) -> Error {
         ExoError::Status { status, .. } if *status != 429 && *status < 500 => {
             Error::needs_person("ExoRefused", message)
         }
+        // An eXo that never says where a list ends will not change by itself.
+        ExoError::TooManyPages { .. } => Error::needs_person("ExoUnbounded", message),
         ExoError::Url(_) => Error::invalid_spec("InvalidURL", message),
         _ => Error::waiting("ExoUnavailable", message),
     }
