@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use exo_matrix_operator::crd::{ExoSource, MatrixUser, SpaceRoomLink};
+use exo_matrix_operator::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource};
 use serde::Serialize;
@@ -102,6 +102,10 @@ async fn links_are_current_in_progress_or_failed_as_a_person_would_expect() {
     create(&links, "taken", link(&format!("taken{tag}"), json!({}))).await;
 
     judged(&links, "ok", "Current", "").await;
+    eventually("ann in the room", WAIT, || async {
+        (links.get("ok").await.ok()?.status?.joined_members == Some(1)).then_some(())
+    })
+    .await;
     judged(&links, "suspended", "Current", "").await;
     for (name, words) in [("idle", "create: true"), ("ghost", "does not exist"), ("taken", "did not create")] {
         judged(&links, name, "Failed", words).await;
@@ -113,6 +117,39 @@ async fn links_are_current_in_progress_or_failed_as_a_person_would_expect() {
     let patch = json!({"spec": {"members": null}});
     links.patch("ok", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patched");
     judged(&links, "ok", "Failed", "nothing was changed").await;
+}
+
+#[tokio::test]
+async fn spaces_are_current_when_converged_and_failed_when_a_guard_holds_them() {
+    let client = kube_client().await;
+    let ns = namespace(&client, "ks-space").await;
+    shared_secret_credentials(&client, &ns).await;
+    let _op = Operator::start(&ns, "matrix", &["--max-kicks", "0", "--max-kick-share", "0"]);
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
+    let users: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
+    let spaces: Api<MatrixSpace> = Api::namespaced(client.clone(), &ns);
+    let tag = unique("m").replace('-', "");
+    let ann = format!("ann{tag}");
+    create(&users, "ann", user(&ann, json!({}))).await;
+    let mut team = link(&format!("team{tag}"), json!({"members": [ann]}));
+    team.metadata.labels = Some([("team".to_owned(), "x".to_owned())].into());
+    create(&links, "team", team).await;
+    let space: MatrixSpace = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1",
+        "kind": "MatrixSpace", "metadata": {"name": "placeholder"},
+        "spec": {"linkSelector": {"matchLabels": {"team": "x"}}}}))
+    .expect("space");
+    create(&spaces, "intranet", space).await;
+    judged(&links, "team", "Current", "").await;
+    judged(&spaces, "intranet", "Current", "").await;
+    eventually("ann in the space", WAIT, || async {
+        (spaces.get("intranet").await.ok()?.status?.members == Some(1)).then_some(())
+    })
+    .await;
+
+    // Nobody listed any more: the space would remove ann, and the guard holds it for a person.
+    let patch = json!({"spec": {"members": null}});
+    links.patch("team", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patched");
+    judged(&spaces, "intranet", "Failed", "nothing was changed").await;
 }
 
 #[tokio::test]
