@@ -120,6 +120,7 @@ tools() {
   timed build_kube_tools
   timed build_helm
   timed build_go_tool kstatus
+  timed build_go_tool argocd-health
   timed install_synapse
   flock -u 8
 }
@@ -287,6 +288,7 @@ export SYNAPSE_SMTP_PORT=$(cat "$STATE/smtp.port")
 export HELM=$BIN/helm
 export KUBECTL=$BIN/kubectl
 export KSTATUS=$BIN/kstatus
+export ARGOCD_HEALTH=$BIN/argocd-health
 EOF
   mv "$tmp" "$STATE/env"
 }

@@ -1,0 +1,5 @@
+module exo-matrix-operator/tests/argocd-health
+
+go 1.26.0
+
+require github.com/yuin/gopher-lua v1.1.2
