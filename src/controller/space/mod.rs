@@ -90,9 +90,11 @@ fn room_of_link(link: &SpaceRoomLink) -> Option<String> {
 /// What the space should be, from the selected links and the MatrixUser cache.
 /// `Err` says why the selector cannot be used.
 fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(DesiredSpace, usize), String> {
-    let links = selected_links(space, ctx)?;
+    // Only links whose room exists (and is theirs) are rooms of the space, and only their people its members.
+    let rooms: Vec<(String, Arc<SpaceRoomLink>)> =
+        selected_links(space, ctx)?.into_iter().filter_map(|l| Some((room_of_link(&l)?, l))).collect();
     let listed: BTreeSet<String> =
-        links.iter().flat_map(|l| l.spec.members.iter().chain(&l.spec.managers)).cloned().collect();
+        rooms.iter().flat_map(|(_, l)| l.spec.members.iter().chain(&l.spec.managers)).cloned().collect();
     let users = ctx.users.as_ref().map(|s| s.state()).unwrap_or_default();
     let accounts: BTreeMap<String, Account> = users
         .iter()
@@ -115,7 +117,7 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
         managed,
         operator: session.user_id.clone(),
         kick_reason: format!("no longer in any room of the space {name}"),
-        children: links.iter().filter_map(|l| room_of_link(l)).collect(),
+        children: rooms.into_iter().map(|(room, _)| room).collect(),
         via: session.server_name.clone(),
     };
     Ok((desired, m.pending.len()))
