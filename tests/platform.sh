@@ -7,6 +7,10 @@
 #   tests/platform.sh down     stop everything this script started
 #   tests/platform.sh status   say what runs
 #   tests/platform.sh tools    only build/fetch the binaries and the Synapse venv
+#   tests/platform.sh synapse  start only Synapse (bench/: contenders that need no API server)
+#
+# EXO_MATRIX_PLATFORM_DIR puts the state elsewhere (one platform per benchmark contender);
+# EXO_MATRIX_BCRYPT_ROUNDS=default gives a new Synapse production password hashing (the tests use 4).
 #
 # Heavy builds are cached in $EXO_MATRIX_CACHE (default ~/.cache/exo-matrix-operator)
 # and rebuilt only when their inputs change.
@@ -188,6 +192,8 @@ synapse_config() {
   # The generated log config writes to the current directory; keep the log in $data.
   sed -i "s|filename: .*|filename: $data/homeserver.log|" "$data/$SERVER_NAME.log.config"
   local limit='{per_second: 10000, burst_count: 100000}'
+  local rounds=${EXO_MATRIX_BCRYPT_ROUNDS:-4} bcrypt=""
+  [[ $rounds == default ]] || bcrypt="bcrypt_rounds: $rounds"
   cat >"$data/platform.yaml" <<EOF
 listeners:
   - {port: $port, bind_addresses: ['127.0.0.1'], type: http, tls: false, x_forwarded: false,
@@ -200,7 +206,7 @@ suppress_key_server_warning: true
 federation_domain_whitelist: []
 report_stats: false
 presence: {enabled: false}
-bcrypt_rounds: 4
+$bcrypt
 enable_3pid_changes: true
 # Notification emails go to an SMTP sink a test starts on this port when it needs one.
 email:
@@ -272,11 +278,15 @@ EOF
 
 write_env() {
   local tmp=$STATE/env.tmp
-  cat >"$tmp" <<EOF
-# Written by tests/platform.sh up; source it to use the platform.
+  echo "# Written by tests/platform.sh up; source it to use the platform." >"$tmp"
+  if [[ -f $STATE/kube/ready ]] && running control-plane "$STATE/kube"; then
+    cat >>"$tmp" <<EOF
 export KUBECONFIG=$STATE/kube/kubeconfig
 export KUBE_APISERVER_URL=$(cat "$STATE/kube/ready")
 export KUBE_VERSION=$(k8s_version)
+EOF
+  fi
+  cat >>"$tmp" <<EOF
 export SYNAPSE_URL=http://127.0.0.1:$(cat "$STATE/synapse.port")
 export SYNAPSE_SERVER_NAME=$SERVER_NAME
 export SYNAPSE_SHARED_SECRET=$SHARED_SECRET
@@ -299,6 +309,17 @@ up() {
   exec 9>"$STATE/.lock"
   flock 9
   start_control_plane
+  start_synapse
+  write_env
+  flock -u 9
+  log "ready; source $STATE/env"
+}
+
+synapse_only() {
+  tools
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.lock"
+  flock 9
   start_synapse
   write_env
   flock -u 9
@@ -335,5 +356,6 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   tools) tools ;;
-  *) echo "usage: $0 up|down|status|tools" >&2; exit 2 ;;
+  synapse) synapse_only ;;
+  *) echo "usage: $0 up|down|status|tools|synapse" >&2; exit 2 ;;
 esac

@@ -1,0 +1,239 @@
+//! The operator contender: CRs applied, the release binary started, converged links checked in Synapse;
+//! then a restart and a quiet period at a short resync.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use exo_matrix_operator::crd::{MatrixUser, MatrixUserSpec, SpaceRoomLink, SpaceRoomLinkSpec};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+
+use crate::platform::{Platform, cpu_seconds, peak_rss_mib, repo_root};
+use crate::scenario::Scenario;
+
+pub const NS: &str = "bench";
+
+pub async fn kube(p: &Platform) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(p.var("KUBECONFIG")?)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// CRDs, namespace, credentials Secret, and every MatrixUser and SpaceRoomLink of the scenario.
+pub async fn apply_scenario(p: &Platform, client: &Client, s: &Scenario) -> anyhow::Result<()> {
+    let kubectl = p.var("KUBECTL")?;
+    let crds = repo_root().join("crds");
+    for args in [
+        vec!["apply", "--server-side", "--force-conflicts", "-f"],
+        vec!["wait", "--for=condition=Established", "--timeout=60s", "-f"],
+    ] {
+        let ok = Command::new(kubectl).args(&args).arg(&crds).env("KUBECONFIG", p.var("KUBECONFIG")?).status()?;
+        if !ok.success() {
+            bail!("kubectl {args:?} crds failed");
+        }
+    }
+    let ns = Namespace { metadata: ObjectMeta { name: Some(NS.into()), ..Default::default() }, ..Default::default() };
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    let secret = Secret {
+        metadata: ObjectMeta { name: Some("matrix".into()), ..Default::default() },
+        string_data: Some(BTreeMap::from([
+            ("sharedSecret".to_owned(), p.var("SYNAPSE_SHARED_SECRET")?.to_owned()),
+            ("serverUrl".to_owned(), p.var("SYNAPSE_URL")?.to_owned()),
+        ])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), NS).create(&PostParams::default(), &secret).await?;
+    let users: Api<MatrixUser> = Api::namespaced(client.clone(), NS);
+    futures::stream::iter(0..s.users)
+        .map(|i| {
+            let users = users.clone();
+            async move {
+                let spec: MatrixUserSpec = serde_json::from_value(serde_json::json!({
+                    "username": Scenario::username(i),
+                    "displayName": Scenario::display_name(i),
+                    "email": Scenario::email(i),
+                }))?;
+                users.create(&PostParams::default(), &MatrixUser::new(&Scenario::username(i), spec)).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), NS);
+    futures::stream::iter(&s.rooms)
+        .map(|room| {
+            let links = links.clone();
+            async move {
+                let spec: SpaceRoomLinkSpec = serde_json::from_value(serde_json::json!({
+                    "spaceGroupId": room.id,
+                    "create": true,
+                    "displayName": room.name,
+                    "description": Scenario::topic(room),
+                    "members": room.members.iter().map(|m| Scenario::username(*m)).collect::<Vec<_>>(),
+                    "managers": room.managers.iter().map(|m| Scenario::username(*m)).collect::<Vec<_>>(),
+                }))?;
+                let name = room.id.replace('_', "-");
+                links.create(&PostParams::default(), &SpaceRoomLink::new(&name, spec)).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+pub struct Operator {
+    child: Child,
+    pub metrics: String,
+}
+
+impl Operator {
+    pub fn start(p: &Platform, resync: &str, log_name: &str) -> anyhow::Result<Operator> {
+        let port = free_port()?;
+        let log = std::fs::File::create(p.dir().join(log_name))?;
+        let bin = repo_root().join("target/release/exo-matrix-operator");
+        let child = Command::new(&bin)
+            .args(["run", "--namespace", NS, "--credentials-secret", &format!("{NS}/matrix")])
+            .args(["--resync", resync, "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", p.var("KUBECONFIG")?)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Operator { child, metrics: format!("http://127.0.0.1:{port}/metrics") })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The operator's counters: (metric name, labels) → value.
+    pub async fn scrape(&self) -> anyhow::Result<Metrics> {
+        let text = reqwest::get(&self.metrics).await?.text().await?;
+        Ok(parse_metrics(&text))
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Prometheus text lines: `name{labels} value` → (name, labels) → value.
+pub type Metrics = BTreeMap<(String, String), f64>;
+
+pub fn parse_metrics(text: &str) -> Metrics {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match key.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (key, ""),
+            };
+            Some(((name.to_owned(), labels.to_owned()), value.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn sum(m: &Metrics, name: &str, filter: impl Fn(&str) -> bool) -> f64 {
+    m.iter().filter(|((n, l), _)| n == name && filter(l)).map(|(_, v)| v).sum()
+}
+
+/// Synapse calls in the operator's metrics, by "METHOD endpoint".
+pub fn synapse_calls(m: &Metrics) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((name, labels), v) in m {
+        if name != "exomatrix_synapse_calls_total" {
+            continue;
+        }
+        let label = |k: &str| {
+            labels.split(',').find_map(|kv| kv.strip_prefix(&format!("{k}=\""))).map(|v| v.trim_end_matches('"'))
+        };
+        let key = format!("{} {}", label("method").unwrap_or("?"), label("endpoint").unwrap_or("?"));
+        *out.entry(key).or_insert(0) += *v as u64;
+    }
+    out
+}
+
+/// Waits until every link is Ready with all its members joined; returns the room ids in scenario order.
+pub async fn wait_converged(client: &Client, s: &Scenario, timeout: Duration) -> anyhow::Result<Vec<String>> {
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let list = links.list(&ListParams::default()).await?;
+        let by_space: BTreeMap<String, &SpaceRoomLink> =
+            list.items.iter().map(|l| (l.spec.space_group_id.clone(), l)).collect();
+        let mut rooms = Vec::new();
+        for room in &s.rooms {
+            let Some(status) = by_space.get(&room.id).and_then(|l| l.status.as_ref()) else { break };
+            let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let all_joined = status.joined_members == Some(room.members.len() as i64)
+                && status.pending_member_count.unwrap_or(0) == 0;
+            match (&status.room_id, ready && all_joined) {
+                (Some(id), true) => rooms.push(id.clone()),
+                _ => break,
+            }
+        }
+        if rooms.len() == s.rooms.len() {
+            return Ok(rooms);
+        }
+        if Instant::now() > deadline {
+            bail!("not converged after {timeout:?}: {} of {} links done", rooms.len(), s.rooms.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until reconciles stop: at least `objects` done since `before`, none in flight, no new one for `calm`.
+pub async fn wait_settled(op: &Operator, before: f64, objects: usize, calm: Duration) -> anyhow::Result<Metrics> {
+    let mut last = (f64::NAN, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Ok(m) = op.scrape().await else { continue };
+        let done = sum(&m, "exomatrix_reconciles_total", |_| true);
+        let in_flight = sum(&m, "exomatrix_reconciles_in_flight", |_| true);
+        if done != last.0 {
+            last = (done, Instant::now());
+        }
+        if done - before >= objects as f64 && in_flight == 0.0 && last.1.elapsed() >= calm {
+            return Ok(m);
+        }
+    }
+}
+
+/// Process figures of one phase.
+pub struct Usage {
+    pub seconds: f64,
+    pub synapse_cpu: f64,
+    pub operator_cpu: f64,
+    pub peak_rss_mib: f64,
+}
+
+pub fn usage(started: Instant, synapse_pid: u32, synapse_cpu0: f64, op: &Operator, op_cpu0: f64) -> Usage {
+    Usage {
+        seconds: started.elapsed().as_secs_f64(),
+        synapse_cpu: cpu_seconds(synapse_pid) - synapse_cpu0,
+        operator_cpu: cpu_seconds(op.pid()) - op_cpu0,
+        peak_rss_mib: peak_rss_mib(op.pid()),
+    }
+}
