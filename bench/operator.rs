@@ -32,7 +32,12 @@ pub async fn apply_scenario(p: &Platform, client: &Client, s: &Scenario) -> anyh
         vec!["apply", "--server-side", "--force-conflicts", "-f"],
         vec!["wait", "--for=condition=Established", "--timeout=60s", "-f"],
     ] {
-        let ok = Command::new(kubectl).args(&args).arg(&crds).env("KUBECONFIG", p.var("KUBECONFIG")?).status()?;
+        let ok = Command::new(kubectl)
+            .args(&args)
+            .arg(&crds)
+            .env("KUBECONFIG", p.var("KUBECONFIG")?)
+            .stdout(std::process::Stdio::null())
+            .status()?;
         if !ok.success() {
             bail!("kubectl {args:?} crds failed");
         }

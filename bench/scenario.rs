@@ -40,7 +40,7 @@ impl Scenario {
                 }
             })
             .collect();
-        let label = if scale == 1.0 { name.to_owned() } else { format!("{name}×{scale}") };
+        let label = if scale == 1.0 { name.to_owned() } else { format!("{name}x{scale}") };
         Some(Scenario { label, users, rooms })
     }
 
