@@ -40,9 +40,61 @@ fn chart_lints_and_renders_the_operator() {
     let (ok, out) = helm(&["template", "demo", ".", "--namespace", "matrix", "--set", "matrix.existingSecret=creds"]);
     assert!(ok, "{out}");
     assert!(out.contains("--credentials-secret=matrix/creds") && !out.contains("kind: Secret"), "{out}");
-    // Without any credentials the chart says what to set.
-    let (ok, out) = helm(&["template", "demo", "."]);
-    assert!(!ok && out.contains("matrix.existingSecret"), "{out}");
+}
+
+#[test]
+fn chart_lints_and_renders_on_default_values() {
+    // GitOps tools and chart-testing render before anything exists: no value is required.
+    let (ok, out) = helm(&["lint", "--strict", "."]);
+    assert!(ok, "{out}");
+    let (ok, out) = helm(&["template", "."]);
+    assert!(ok, "{out}");
+    let (ok, out) = helm(&["template", "demo", ".", "--namespace", "matrix"]);
+    assert!(ok, "{out}");
+    // The operator reads the conventional Secret, which the chart does not write without a credential.
+    assert!(out.contains("--credentials-secret=matrix/demo-exo-matrix-operator-credentials"), "{out}");
+    assert!(!out.contains("kind: Secret"), "{out}");
+    // The notes say the Secret is missing and how to make it.
+    let (ok, out) = helm(&["install", "--dry-run=client", "demo", ".", "--namespace", "matrix"]);
+    assert!(ok, "{out}");
+    let notes = out.split("NOTES:").nth(1).unwrap_or_else(|| panic!("no notes: {out}"));
+    assert!(notes.contains("ACTION NEEDED"), "{notes}");
+    assert!(notes.contains("kubectl create secret generic demo-exo-matrix-operator-credentials -n matrix"), "{notes}");
+    assert!(notes.contains("CredentialsUnavailable"), "{notes}");
+    // With credentials given, no such warning.
+    let (ok, out) = helm(&["install", "--dry-run=client", "demo", ".", "--set", "matrix.existingSecret=creds"]);
+    assert!(ok && !out.contains("ACTION NEEDED"), "{out}");
+}
+
+/// kube-score's findings on the rendered chart, as `[LEVEL] object: finding` lines (OK and skipped left out).
+fn kube_score(values: &[&str]) -> Vec<String> {
+    let mut args = vec!["template", "demo", ".", "--namespace", "matrix"];
+    args.extend(values);
+    let (ok, manifests) = helm(&args);
+    assert!(ok, "{manifests}");
+    let path = std::path::PathBuf::from(tempdir()).join("rendered.yaml");
+    std::fs::write(&path, manifests).expect("manifests written");
+    // No CPU limit on purpose (values.yaml says why): the flag is kube-score's own switch for it.
+    let out = Command::new(platform().var("KUBE_SCORE"))
+        .args(["score", "--ignore-container-cpu-limit", "--output-format", "ci"])
+        .arg(&path)
+        .output()
+        .expect("kube-score runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("[OK]"), "kube-score checked nothing: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text.lines().filter(|l| !l.starts_with("[OK]") && !l.starts_with("[SKIPPED]")).map(str::to_owned).collect()
+}
+
+#[test]
+fn kube_score_finds_nothing_unexplained_in_the_rendered_chart() {
+    assert_eq!(kube_score(&[]), Vec::<String>::new(), "default values");
+    let addon = ["--set", "addonApi.enabled=true", "--set", "addonApi.tokenSecret=t"];
+    assert_eq!(kube_score(&addon), Vec::<String>::new(), "with the addon API");
+    // The checks left out are named, with their reasons, where they are switched off.
+    let deployment = std::fs::read_to_string(repo_root().join("templates/deployment.yaml")).expect("template");
+    for check in ["container-image-pull-policy", "deployment-replicas"] {
+        assert!(deployment.contains(&format!("# - {check}: ")), "{check} is ignored without a reason");
+    }
 }
 
 #[test]

@@ -22,6 +22,7 @@ CACHE=${EXO_MATRIX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/exo-matrix-operator}
 BIN=$CACHE/bin
 SYNAPSE_VERSION=1.163.2
 HELM_VERSION=v4.3.1
+KUBE_SCORE_VERSION=v1.20.0
 VENV=$CACHE/synapse-venv-$SYNAPSE_VERSION
 SERVER_NAME=exo.test
 # A known secret: the platform is a loopback test bed, never a deployment.
@@ -97,6 +98,20 @@ build_go_tool() {
   touch "$stamp"
 }
 
+# kube-score lints the chart's rendered manifests (kube-linter's module is not
+# served by the Go module proxy these machines reach).
+build_kube_score() {
+  if [[ -x $BIN/kube-score && -f $BIN/.kube-score-$KUBE_SCORE_VERSION ]]; then
+    return
+  fi
+  command -v go >/dev/null || die "Go is required to build kube-score"
+  log "building kube-score $KUBE_SCORE_VERSION from its Go module"
+  mkdir -p "$BIN"
+  GOBIN=$BIN GOFLAGS=-mod=mod go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+  rm -f "$BIN"/.kube-score-*
+  touch "$BIN/.kube-score-$KUBE_SCORE_VERSION"
+}
+
 install_synapse() {
   if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c 'import synapse' 2>/dev/null \
     && [[ -f $VENV/.complete ]]; then
@@ -125,6 +140,7 @@ tools() {
   timed build_helm
   timed build_go_tool kstatus
   timed build_go_tool argocd-health
+  timed build_kube_score
   timed install_synapse
   flock -u 8
 }
@@ -299,6 +315,7 @@ export HELM=$BIN/helm
 export KUBECTL=$BIN/kubectl
 export KSTATUS=$BIN/kstatus
 export ARGOCD_HEALTH=$BIN/argocd-health
+export KUBE_SCORE=$BIN/kube-score
 EOF
   mv "$tmp" "$STATE/env"
 }
