@@ -85,6 +85,13 @@ async fn accepts_the_addon_key_names_and_picks_up_a_rotated_secret() {
     })
     .await;
     assert!(!message.contains("syt_not_a_real_token"), "{message}");
+    // Without a shared secret only a person can help: the condition says what to put where.
+    assert!(
+        message.contains(&format!("Secret {ns}/matrix"))
+            && message.contains("put a working server-admin access token under `accessToken`")
+            && message.contains("`sharedSecret`"),
+        "{message}"
+    );
 
     let token = admin_token().await;
     credentials_secret(
@@ -147,6 +154,24 @@ async fn a_revoked_operator_token_is_replaced_without_a_restart() {
     let second = unique("mo").replace('-', "_");
     api.create(&PostParams::default(), &user(&second)).await.expect("created");
     ready(&api, &second.replace('_', "-"), "True").await;
-    assert_ne!(String::from_utf8(stored_token(&secrets).await).expect("utf-8"), token, "a new token was stored");
+    let new_token = String::from_utf8(stored_token(&secrets).await).expect("utf-8");
+    assert_ne!(new_token, token, "a new token was stored");
     assert!(op.log_text().contains("establishing a new session"), "{}", op.log_text());
+    // The same account as before, and an Event on the token Secret saying why.
+    let synapse = exo_matrix_operator::synapse::Synapse::new(platform().synapse_url()).expect("url");
+    let me =
+        synapse.with_token(exo_matrix_operator::secret::SecretString::new(new_token)).whoami().await.expect("whoami");
+    assert_eq!(me.user_id, format!("@op-{ns}:{}", platform().server_name()));
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .expect("events");
+    let notes: Vec<String> = events
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("SessionRecovered"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("matrix-operator-token"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("refused the stored token")), "{notes:?}");
 }

@@ -144,13 +144,23 @@ impl Operator {
         Self::start_as(platform().kubeconfig(), ns, secret, extra)
     }
 
+    /// Like `start`, with the operator's own Synapse account named `account`
+    /// (two installations sharing one account, or a reinstall).
+    pub fn start_with_account(ns: &str, secret: &str, account: &str, extra: &[&str]) -> Operator {
+        Self::spawn(platform().kubeconfig(), ns, secret, account, extra)
+    }
+
     /// Like `start`, with another identity (e.g. a ServiceAccount's kubeconfig).
     pub fn start_as(kubeconfig: &str, ns: &str, secret: &str, extra: &[&str]) -> Operator {
+        Self::spawn(kubeconfig, ns, secret, &format!("op-{ns}"), extra)
+    }
+
+    fn spawn(kubeconfig: &str, ns: &str, secret: &str, account: &str, extra: &[&str]) -> Operator {
         let log = repo_root().join("target/platform").join(format!("operator-{ns}-{}.log", unique("run")));
         let file = std::fs::File::create(&log).expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_exo-matrix-operator"))
             .args(["run", "--namespace", ns, "--credentials-secret", &format!("{ns}/{secret}")])
-            .args(["--admin-username", &format!("op-{ns}")])
+            .args(["--admin-username", account])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             // EXO_TEST_OPERATOR_LOG widens the operator's log when a test needs debugging.
