@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use exo_matrix_operator::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink};
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use support::exo::{FakeExo, Misbehaviour, PASSWORD, USERNAME};
@@ -135,6 +135,14 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
         admin.get_user(&format!("@{bob}:{server}")).await.ok()??.deactivated.then_some(())
     })
     .await;
+
+    // matrixSpace removed from the source: the MatrixSpace it wrote goes too.
+    let drop_space = json!({"spec": {"matrixSpace": null}});
+    sources.patch("intranet", &PatchParams::default(), &Patch::Merge(&drop_space)).await.expect("patched");
+    eventually("the source's MatrixSpace deleted", WAIT, || async {
+        spaces.get_opt("intranet").await.ok()?.is_none().then_some(())
+    })
+    .await;
 }
 
 /// eXo 6.x answers `spacesMemberships?space=` with the caller's memberships only: the
@@ -164,11 +172,26 @@ async fn exo6_rosters_are_read_and_an_unconfirmed_empty_roster_kicks_nobody() {
     assert!(ok, "{err}");
     let _op = Operator::start(&ns, "matrix", &[]);
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
+    // A MatrixSpace written by hand holds the name the source would use for its own.
+    let spaces: Api<MatrixSpace> = Api::namespaced(client.clone(), &ns);
+    let by_hand = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixSpace",
+        "metadata": {"name": "intranet"}, "spec": {"displayName": "Mine"}}))
+    .expect("space");
+    spaces.create(&PostParams::default(), &by_hand).await.expect("space created");
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
-        "metadata": {"name": "intranet"}, "spec": {"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s"}}))
+        "metadata": {"name": "intranet"},
+        "spec": {"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s", "matrixSpace": {}}}))
     .expect("source");
     sources.create(&PostParams::default(), &source).await.expect("source created");
     let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
+    let conflict = eventually("the hand-written MatrixSpace reported", WAIT, || async {
+        let s = sources.get("intranet").await.ok()?;
+        let (status, _, message) = condition(serde_json::to_value(&s.status).ok().as_ref(), "Conflict")?;
+        (status == "True").then_some(message)
+    })
+    .await;
+    assert!(conflict.contains("MatrixSpace intranet"), "{conflict}");
+    assert_eq!(spaces.get("intranet").await.expect("kept").spec.display_name.as_deref(), Some("Mine"));
     eventually("the eXo 6 roster in the room", WAIT, || async {
         let l = links.get("exo-space-21").await.ok()?;
         (l.status?.joined_members == Some(2)).then_some(())
