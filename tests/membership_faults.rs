@@ -144,3 +144,24 @@ async fn a_revoked_operator_session_removes_nobody() {
     team.ids_kept().await;
     assert!(op.log_text().contains("establishing a new session"), "{}", op.log_text());
 }
+
+#[tokio::test]
+async fn a_deleted_matrix_user_leaves_its_rooms_even_when_its_account_is_retained() {
+    let mut team = Team::new("mf-delete", platform().synapse_url()).await;
+    let _op = start(&team);
+    team.populate(json!({"deletionPolicy": "Retain"})).await;
+    team.users.delete(&team.username("ann"), &Default::default()).await.expect("deleted");
+    let ann = team.id("ann");
+    let snap = eventually("ann removed from both rooms", Duration::from_secs(30), || async {
+        let snap = team.try_snapshot().await?;
+        let gone = |mode: &str| snap.get(&(mode.to_owned(), ann.clone())).is_some_and(|m| m.0 == "leave");
+        (gone("Enforce") && gone("Invite")).then_some(snap)
+    })
+    .await;
+    // The account itself is retained, and the others stay.
+    let account = synapse_admin().await.get_user(&ann).await.expect("synapse").expect("account");
+    assert!(!account.deactivated);
+    for short in ["bob", "cat"] {
+        assert_eq!(snap[&("Enforce".to_owned(), team.id(short))].0, "join");
+    }
+}

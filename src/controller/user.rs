@@ -200,11 +200,15 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     };
     let erase = match user.spec.deletion_policy {
-        UserDeletionPolicy::Retain => return Ok(Action::await_change()),
-        UserDeletionPolicy::Deactivate => false,
-        UserDeletionPolicy::Erase => true,
+        UserDeletionPolicy::Retain => None,
+        UserDeletionPolicy::Deactivate => Some(false),
+        UserDeletionPolicy::Erase => Some(true),
     };
     let session = ctx.session()?;
+    // Deleting a MatrixUser takes the person out of its links' rooms whatever happens to the account: once
+    // the object is gone the account is no longer managed, and a link pass could come too late.
+    super::link::leave::leave_rooms(ctx, &session, user, &user_id).await?;
+    let Some(erase) = erase else { return Ok(Action::await_change()) };
     let account = session.admin.get_user(&user_id).await.map_err(Error::synapse("reading the account"))?;
     if account.is_some_and(|a| !a.deactivated || erase) {
         session.admin.deactivate_user(&user_id, erase).await.map_err(Error::synapse("deactivating the account"))?;

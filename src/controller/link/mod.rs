@@ -2,6 +2,7 @@
 
 mod create;
 mod delete;
+pub mod leave;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
