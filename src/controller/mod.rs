@@ -1,6 +1,7 @@
 //! Controllers: wire the Kubernetes and Synapse adapters to the pure plans.
 
 mod avatar;
+pub mod cascade;
 pub mod conditions;
 mod error;
 pub mod link;

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::conditions::{self, Progress};
 use super::status::{self, publish};
-use super::{Context, Error};
+use super::{Context, Error, cascade};
 use crate::crd::{
     ExoSource, ExoSourceStatus, MatrixSpace, MatrixSpaceSpec, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink,
 };
@@ -35,6 +35,11 @@ pub async fn reconcile(source: Arc<ExoSource>, ctx: Arc<Context>) -> Result<Acti
     let ns = source.namespace().unwrap_or_default();
     let api: Api<ExoSource> = Api::namespaced(ctx.kube.clone(), &ns);
     let Some(source) = status::fresh(&api, &source).await? else { return Ok(Action::await_change()) };
+    // Being deleted (foreground: its dependents are being collected first): writing them again
+    // would re-create what the garbage collector just deleted.
+    if source.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let interval = interval(&source);
     let mut st = status::begin(&*source);
     let result = match sync(&source, &ctx, &mut st).await {
@@ -92,11 +97,22 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     let owned = |refs: &[OwnerReference]| refs.iter().any(|r| r.uid == uid);
     let source_name = source.name_any();
     let labelled = |labels: &BTreeMap<String, String>| labels.get(SOURCE_LABEL) == Some(&source_name);
-    let links: BTreeMap<String, Existing<_>> = links_api
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_err)?
-        .items
+    let link_list = links_api.list(&ListParams::default()).await.map_err(kube_err)?.items;
+    let user_list = users_api.list(&ListParams::default()).await.map_err(kube_err)?.items;
+    // Each dependent carries the source's onSourceDeletion, for when the source is gone (see cascade).
+    let mark = cascade::annotation(source.spec.on_source_deletion);
+    let unmarked = |meta: &kube::api::ObjectMeta| {
+        meta.owner_references.iter().flatten().any(|r| r.uid == uid)
+            && meta.annotations.as_ref().and_then(|a| a.get(cascade::ON_SOURCE_DELETION)).map(String::as_str) != mark
+    };
+    let note = json!({"metadata": {"annotations": {cascade::ON_SOURCE_DELETION: mark}}});
+    for link in link_list.iter().filter(|l| unmarked(&l.metadata)) {
+        links_api.patch(&link.name_any(), &PatchParams::default(), &Patch::Merge(&note)).await.map_err(kube_err)?;
+    }
+    for user in user_list.iter().filter(|u| unmarked(&u.metadata)) {
+        users_api.patch(&user.name_any(), &PatchParams::default(), &Patch::Merge(&note)).await.map_err(kube_err)?;
+    }
+    let links: BTreeMap<String, Existing<_>> = link_list
         .into_iter()
         .map(|l| {
             let e = Existing {
@@ -108,11 +124,7 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
             (l.name_any(), e)
         })
         .collect();
-    let users: BTreeMap<String, Existing<_>> = users_api
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_err)?
-        .items
+    let users: BTreeMap<String, Existing<_>> = user_list
         .into_iter()
         .map(|u| {
             let e = Existing {
@@ -136,7 +148,11 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     let apply = PatchParams::apply(SOURCE_MANAGER).force();
     let mut written = 0;
     for action in &plan.actions {
-        let meta = |name: &str| json!({"name": name, "labels": {MANAGED_BY: crate::MANAGER, SOURCE_LABEL: &source_name}, "ownerReferences": owner});
+        let meta = |name: &str| {
+            let annotations = mark.map(|m| json!({cascade::ON_SOURCE_DELETION: m})).unwrap_or_else(|| json!({}));
+            json!({"name": name, "labels": {MANAGED_BY: crate::MANAGER, SOURCE_LABEL: &source_name},
+                   "annotations": annotations, "ownerReferences": owner})
+        };
         match action {
             SourceAction::ApplyLink { name, spec } => {
                 let body = json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "SpaceRoomLink", "metadata": meta(name), "spec": spec});

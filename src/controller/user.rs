@@ -204,6 +204,11 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         UserDeletionPolicy::Deactivate => Some(false),
         UserDeletionPolicy::Erase => Some(true),
     };
+    // Deleted along with its ExoSource (garbage collection), not by a decision about this person.
+    if let Some(why) = super::cascade::retained_by_source(user, ctx).await? {
+        publish(ctx, user, EventType::Normal, "AccountRetained", &format!("kept {user_id}: {why}")).await;
+        return Ok(Action::await_change());
+    }
     let session = ctx.session()?;
     // Deleting a MatrixUser takes the person out of its links' rooms whatever happens to the account: once
     // the object is gone the account is no longer managed, and a link pass could come too late.

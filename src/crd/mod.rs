@@ -12,7 +12,7 @@ mod user;
 pub use link::{
     LinkDeletionPolicy, MembershipMode, PlanSummary, SpaceRoomLink, SpaceRoomLinkSpec, SpaceRoomLinkStatus,
 };
-pub use source::{ExoSource, ExoSourceSpec, ExoSourceStatus, SourceSpace, SpaceFilter};
+pub use source::{ExoSource, ExoSourceSpec, ExoSourceStatus, OnSourceDeletion, SourceSpace, SpaceFilter};
 pub use space::{MatrixSpace, MatrixSpaceSpec, MatrixSpaceStatus, SpaceDeletionPolicy};
 pub use user::{AvatarStatus, MatrixUser, MatrixUserSpec, MatrixUserStatus, SecretKeyRef, UserDeletionPolicy};
 

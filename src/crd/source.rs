@@ -51,6 +51,13 @@ pub struct ExoSourceSpec {
     /// name grouping the links it writes. Removing this field deletes that MatrixSpace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matrix_space: Option<SourceSpace>,
+
+    /// What happens in Matrix when this ExoSource is deleted and Kubernetes deletes the links
+    /// and users it wrote with it: `Retain` (default) keeps every room, member and account;
+    /// `ApplyPolicies` applies each object's own `deletionPolicy` (links: `deletionPolicy` above;
+    /// users: `Deactivate`), as if each had been deleted by hand.
+    #[serde(default)]
+    pub on_source_deletion: OnSourceDeletion,
 }
 
 /// The MatrixSpace an ExoSource writes.
@@ -68,6 +75,13 @@ pub struct SourceSpace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), regex(pattern = patterns::HTTP_URL))]
     pub avatar_url: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum OnSourceDeletion {
+    #[default]
+    Retain,
+    ApplyPolicies,
 }
 
 fn default_interval() -> String {

@@ -107,7 +107,7 @@ async fn create_request(link: &SpaceRoomLink, ctx: &Context, session: &Session) 
         if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
     // Members and avatar come in the first reconcile after creation; the power
     // levels and all state go into createRoom itself.
-    let m = resolve_members(link, ctx);
+    let m = resolve_members(link, ctx).await?;
     let desired = desired_room(link, session, "", m, AvatarWish::Leave);
     let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
     let mut power_levels = room::desired_power_levels(&desired, &base, &creators);

@@ -20,6 +20,13 @@ pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Actio
     if link.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Conflict" && c.status == "True")) {
         return Ok(Action::await_change());
     }
+    // Deleted along with its ExoSource (garbage collection), not by a decision about this space.
+    if link.spec.deletion_policy != LinkDeletionPolicy::Retain
+        && let Some(why) = crate::controller::cascade::retained_by_source(link, ctx).await?
+    {
+        publish(ctx, link, EventType::Normal, "RoomRetained", &format!("kept room {room_id}: {why}")).await;
+        return Ok(Action::await_change());
+    }
     match link.spec.deletion_policy {
         LinkDeletionPolicy::Retain => {}
         LinkDeletionPolicy::Archive => archive(link, ctx, &room_id).await?,
@@ -63,7 +70,7 @@ async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &str) -> Result<(
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the room state"))?;
     let observed = room::observe(&state, &link.spec.space_group_id);
-    let managed = resolve_members(link, ctx).managed;
+    let managed = resolve_members(link, ctx).await?.managed;
     for (user, m) in &observed.membership {
         let present = matches!(m, room::Membership::Join | room::Membership::Invite);
         if present && managed.contains(user) && *user != session.user_id && !observed.creators.contains(user) {

@@ -106,12 +106,22 @@ fn conflicting_owner(link: &SpaceRoomLink, ctx: &Context) -> Option<Arc<SpaceRoo
         .min_by_key(|l| key(l))
 }
 
-/// Maps listed usernames to accounts of the same namespace (see `plan::members`).
-pub(super) fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Members {
-    let users = ctx.users.as_ref().map(|s| s.state()).unwrap_or_default();
+/// Maps listed usernames to accounts of the same namespace (see `plan::members`). A MatrixUser
+/// being deleted along with its ExoSource, and kept by it (see `cascade`), counts as gone already:
+/// neither added nor removed. Else one `kubectl delete exo` would empty every room.
+pub(super) async fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Result<Members, Error> {
+    let mut users = ctx.users.as_ref().map(|s| s.state()).unwrap_or_default();
+    let mut sources = crate::controller::cascade::Sources::default();
+    let mut kept = std::collections::BTreeSet::new();
+    for user in users.iter().filter(|u| u.metadata.deletion_timestamp.is_some()) {
+        if sources.retained(&**user, ctx).await?.is_some() {
+            kept.insert(user.uid());
+        }
+    }
+    users.retain(|u| !kept.contains(&u.uid()));
     let all: Vec<UserFacts> = users.iter().map(|u| facts(u)).collect();
     let local: Vec<UserFacts> = users.iter().filter(|u| u.namespace() == link.namespace()).map(|u| facts(u)).collect();
-    members::resolve(&link.spec.members, &link.spec.managers, &local, &all)
+    Ok(members::resolve(&link.spec.members, &link.spec.managers, &local, &all))
 }
 
 async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
@@ -134,7 +144,7 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     }
     conditions::remove(&mut status.conditions, "Conflict");
 
-    let members = resolve_members(link, ctx);
+    let members = resolve_members(link, ctx).await?;
     status.pending_member_count = Some(members.pending.len() as i64);
     status.pending_members = members.pending.iter().take(PENDING_LISTED).cloned().collect();
 
