@@ -39,11 +39,39 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-/// GET the URL and check that it is an image.
-pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<Image, AvatarError> {
+/// What the server said about the last download (`ETag`, `Last-Modified`): sent back so that an
+/// unchanged image is not downloaded again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// 304: the image is the one these validators came with.
+    NotModified,
+    Image(Image, Validators),
+}
+
+/// GET the URL (conditionally when `known` is given) and check that it is an image. The body is read
+/// chunk by chunk and refused as soon as it passes the limit, whatever `Content-Length` said.
+pub async fn fetch(http: &reqwest::Client, url: &str, known: Option<&Validators>) -> Result<Fetched, AvatarError> {
     let fetch_err = |source| AvatarError::Fetch { url: url.to_owned(), source };
-    let resp = http.get(url).send().await.map_err(fetch_err)?;
+    let mut req = http.get(url);
+    if let Some(v) = known {
+        if let Some(etag) = &v.etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = &v.last_modified {
+            req = req.header(reqwest::header::IF_MODIFIED_SINCE, date);
+        }
+    }
+    let mut resp = req.send().await.map_err(fetch_err)?;
     let status = resp.status();
+    if status == reqwest::StatusCode::NOT_MODIFIED && known.is_some() {
+        return Ok(Fetched::NotModified);
+    }
     if !status.is_success() {
         return Err(AvatarError::Status { url: url.to_owned(), status: status.as_u16() });
     }
@@ -55,9 +83,16 @@ pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<Image, AvatarErr
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_ascii_lowercase());
-    let bytes = resp.bytes().await.map_err(fetch_err)?;
-    if bytes.len() > MAX_BYTES {
-        return Err(AvatarError::TooLarge { url: url.to_owned() });
+    let header =
+        |name| resp.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let validators =
+        Validators { etag: header(reqwest::header::ETAG), last_modified: header(reqwest::header::LAST_MODIFIED) };
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(fetch_err)? {
+        if bytes.len() + chunk.len() > MAX_BYTES {
+            return Err(AvatarError::TooLarge { url: url.to_owned() });
+        }
+        bytes.extend_from_slice(&chunk);
     }
     let content_type = sniff(&bytes)
         .map(str::to_owned)
@@ -67,7 +102,7 @@ pub async fn fetch(http: &reqwest::Client, url: &str) -> Result<Image, AvatarErr
             content_type: header_type.unwrap_or_else(|| "none".into()),
         })?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    Ok(Image { bytes: bytes.to_vec(), content_type, sha256 })
+    Ok(Fetched::Image(Image { bytes, content_type, sha256 }, validators))
 }
 
 /// The image type from the file's first bytes; servers often send a wrong header.

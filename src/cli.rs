@@ -51,6 +51,11 @@ pub struct RunArgs {
     #[arg(long, env = "EXO_MATRIX_RESYNC", default_value = "10m", value_parser = parse_duration)]
     pub resync: std::time::Duration,
 
+    /// How often each account's email addresses and email pushers are read (the bulk account list read every
+    /// resync shows everything else); spread over the period, and always after a spec change or a failure.
+    #[arg(long, env = "EXO_MATRIX_ACCOUNT_CHECK", default_value = "6h", value_parser = parse_duration)]
+    pub account_check: std::time::Duration,
+
     /// How accounts are created: through the admin API (no password, fast) or by
     /// shared-secret registration (the original addon's way; bcrypt-bound).
     #[arg(long, value_enum, default_value = "admin-api")]
@@ -197,6 +202,7 @@ impl RunArgs {
                 },
                 join_concurrency: self.join_concurrency.max(1),
                 exo_max_drop: self.exo_max_drop.clamp(0.0, 1.0),
+                account_check: self.account_check,
             },
         }
     }

@@ -208,6 +208,8 @@ pub async fn run(
         caches_ready,
         session_refresh,
         backoffs: Default::default(),
+        directory: Default::default(),
+        avatars: Default::default(),
     });
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");

@@ -1,7 +1,10 @@
 //! Avatars for accounts and rooms: downloaded, and uploaded only when the bytes change.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use super::{Context, Error};
-use crate::avatar;
+use crate::avatar::{self, Fetched, Validators};
 use crate::crd::AvatarStatus;
 use crate::plan::user::AvatarWish;
 use crate::session::{Session, chain};
@@ -17,6 +20,27 @@ pub struct Resolved {
     pub uploaded_from: Option<String>,
 }
 
+/// Per URL, the validators of the last download and the SHA-256 of its bytes (in memory: after a restart
+/// each avatar is downloaded once more).
+#[derive(Default)]
+pub struct AvatarCache(Mutex<BTreeMap<String, (Validators, String)>>);
+
+impl AvatarCache {
+    /// Validators worth sending: only those of the very bytes `sha256` names.
+    fn known(&self, url: &str, sha256: &str) -> Option<Validators> {
+        let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(url).filter(|(_, sha)| sha == sha256).map(|(v, _)| v.clone())
+    }
+
+    fn remember(&self, url: &str, validators: Validators, sha256: &str) {
+        if validators == Validators::default() {
+            return;
+        }
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(url.to_owned(), (validators, sha256.to_owned()));
+    }
+}
+
 pub async fn resolve(
     ctx: &Context,
     session: &Session,
@@ -27,8 +51,17 @@ pub async fn resolve(
         let wish = if previous.is_some() { AvatarWish::Clear } else { AvatarWish::Leave };
         return Ok(Resolved { wish, status: None, problem: None, uploaded_from: None });
     };
-    let image = match avatar::fetch(&ctx.http, url).await {
-        Ok(image) => image,
+    let known = previous.as_ref().filter(|p| p.source_url == url).and_then(|p| ctx.avatars.known(url, &p.sha256));
+    let image = match avatar::fetch(&ctx.http, url, known.as_ref()).await {
+        Ok(Fetched::NotModified) => {
+            // Same bytes as last time (`known` exists only alongside `previous`).
+            let wish = previous.as_ref().map_or(AvatarWish::Leave, |p| AvatarWish::Set(p.content_uri.clone()));
+            return Ok(Resolved { wish, status: previous, problem: None, uploaded_from: None });
+        }
+        Ok(Fetched::Image(image, validators)) => {
+            ctx.avatars.remember(url, validators, &image.sha256);
+            image
+        }
         Err(e) => {
             let wish = previous.as_ref().map_or(AvatarWish::Leave, |p| AvatarWish::Set(p.content_uri.clone()));
             return Ok(Resolved { wish, status: previous, problem: Some(chain(&e)), uploaded_from: None });

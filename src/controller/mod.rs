@@ -4,6 +4,7 @@ mod avatar;
 pub mod cascade;
 pub mod conditions;
 mod error;
+pub mod directory;
 pub mod link;
 pub mod source;
 pub mod space;
@@ -45,6 +46,9 @@ pub struct Settings {
     pub join_concurrency: usize,
     /// An eXo answer with more than this share fewer spaces or users than the last good one is not acted on.
     pub exo_max_drop: f64,
+    /// How often each account's email addresses and email pushers (which the bulk account list does not
+    /// show) are read; the profile itself is checked every resync through the bulk list.
+    pub account_check: Duration,
 }
 
 /// Shared by all reconciles.
@@ -66,6 +70,10 @@ pub struct Context {
     pub session_refresh: Arc<tokio::sync::Notify>,
     /// Consecutive failures per object, for exponential backoff.
     pub backoffs: Backoffs,
+    /// Every Synapse account, listed in bulk once per resync.
+    pub directory: directory::UserDirectory,
+    /// Avatar download validators, for conditional requests.
+    pub avatars: avatar::AvatarCache,
 }
 
 impl Context {

@@ -11,11 +11,12 @@ use kube::{Api, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::conditions::{self, Progress};
+use super::directory::Listing;
 use super::status::{self, publish};
 use super::{Context, Error, UserCreation, avatar};
 use crate::crd::{MatrixUser, UserDeletionPolicy};
 use crate::ids;
-use crate::plan::user::{DesiredUser, ObservedUser, UserAction, plan_user};
+use crate::plan::user::{self as plan, DesiredUser, ObservedUser, UserAction, plan_user};
 use crate::secret::SecretString;
 use crate::session::Session;
 use crate::synapse::{Registration, UserUpdate};
@@ -88,15 +89,46 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         enabled: user.spec.enabled,
         password: password(user, ctx).await?,
     };
-    let observed = observe(&session, &desired).await?;
-    let actions = plan_user(&desired, &observed);
-    for action in &actions {
-        execute(action, ctx, &session, user).await?;
-        publish(ctx, user, EventType::Normal, action.reason(), &action.describe()).await;
+    let directory = &ctx.directory;
+    let managed = || ctx.users.as_ref().map_or(0, |s| s.state().len());
+    let listing = directory
+        .listed(&session.admin, &user_id, ctx.settings.resync, managed)
+        .await
+        .map_err(Error::synapse("listing the accounts"))?;
+    let current = settled(user, &user_id);
+    let deep = !current || directory.deep_check_due(&user_id, ctx.settings.account_check).await;
+    let listed = match &listing {
+        Listing::Listed(l) => Some(l),
+        Listing::Absent | Listing::Unknown => None,
+    };
+    let mut exists = listed.is_some();
+    let known = listing != Listing::Unknown;
+    if !(known && plan::listing_suffices(&desired, listed, !deep)) {
+        // Absent from the listing: nothing to read. A password is never sent to an account that might
+        // have appeared since the listing (that would reset it), so then the account is read first.
+        let observed = if listing == Listing::Absent && desired.password.is_none() {
+            ObservedUser::default()
+        } else {
+            observe(&session, &desired, deep).await?
+        };
+        let actions = plan_user(&desired, &observed);
+        for action in &actions {
+            execute(action, ctx, &session, user).await?;
+            publish(ctx, user, EventType::Normal, action.reason(), &action.describe()).await;
+        }
+        let after = plan::apply(&observed, &actions);
+        directory.record(&user_id, after.account.as_ref()).await;
+        if deep {
+            directory.deep_checked(&user_id, ctx.settings.account_check).await;
+        }
+        exists = observed.account.is_some();
+        if !actions.is_empty() {
+            // The time of the last change made in Synapse: a quiet pass writes no status.
+            status.last_sync_time = Some(conditions::now_rfc3339());
+        }
     }
 
     status.user_id = Some(user_id.clone());
-    status.last_sync_time = Some(conditions::now_rfc3339());
     status.avatar = avatar_status;
     match avatar_problem {
         Some(problem) => {
@@ -106,7 +138,7 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     }
     let (reason, message) = if user.spec.enabled {
         ("Synced", format!("account {user_id} matches the spec"))
-    } else if observed.account.is_some() {
+    } else if exists {
         ("Disabled", format!("account {user_id} is deactivated"))
     } else {
         ("Disabled", format!("disabled; no account is created for {user_id}"))
@@ -115,10 +147,24 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     Ok(ctx.resync())
 }
 
-async fn observe(session: &Session, desired: &DesiredUser) -> Result<ObservedUser, Error> {
+/// The last pass succeeded for this generation and account: only a listed difference needs a read.
+fn settled(user: &MatrixUser, user_id: &str) -> bool {
+    user.status.as_ref().is_some_and(|s| {
+        s.observed_generation == user.metadata.generation
+            && s.user_id.as_deref() == Some(user_id)
+            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// The account, and its email pushers when `pushers` (else they are taken to be as wanted: they are read on
+/// the `--account-check` cadence).
+async fn observe(session: &Session, desired: &DesiredUser, pushers: bool) -> Result<ObservedUser, Error> {
     let account = session.admin.get_user(&desired.user_id).await.map_err(Error::synapse("reading the account"))?;
     let mut email_pushers = std::collections::BTreeSet::new();
-    if account.as_ref().is_some_and(|a| !a.deactivated) && desired.email.is_some() {
+    let active = account.as_ref().is_some_and(|a| !a.deactivated);
+    if active && !pushers {
+        email_pushers.extend(desired.email.clone());
+    } else if active && desired.email.is_some() {
         let pushers = session.admin.pushers(&desired.user_id).await.map_err(Error::synapse("listing pushers"))?;
         email_pushers = pushers.into_iter().filter(|p| p.kind == "email").map(|p| p.pushkey).collect();
     }

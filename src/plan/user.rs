@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::secret::SecretString;
-use crate::synapse::{AdminUser, Threepid, UserUpdate};
+use crate::synapse::{AdminUser, ListedUser, Threepid, UserUpdate};
 
 /// What the avatar should be.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +145,26 @@ pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser) -> Vec<UserActi
         actions.push(UserAction::CreateEmailPusher { user_id, email: email.clone() });
     }
     actions
+}
+
+/// Whether the bulk listing alone shows the account as wanted, so no per-account read is needed. `settled`:
+/// the object's last pass succeeded for this generation and its email addresses and pushers were read
+/// recently enough (the listing does not show them).
+pub fn listing_suffices(desired: &DesiredUser, listed: Option<&ListedUser>, settled: bool) -> bool {
+    if !settled {
+        return false;
+    }
+    let Some(l) = listed else { return !desired.enabled };
+    if !desired.enabled {
+        return l.deactivated;
+    }
+    let avatar_ok = match &desired.avatar {
+        AvatarWish::Leave => true,
+        AvatarWish::Set(mxc) => l.avatar_url.as_ref() == Some(mxc),
+        AvatarWish::Clear => l.avatar_url.as_deref().is_none_or(str::is_empty),
+    };
+    let name_ok = desired.displayname.as_ref().is_none_or(|d| l.displayname.as_ref() == Some(d));
+    !l.deactivated && l.admin == desired.admin && avatar_ok && name_ok
 }
 
 fn full_profile(desired: &DesiredUser) -> UserUpdate {

@@ -22,6 +22,68 @@ pub struct AdminUser {
     pub threepids: Vec<Threepid>,
 }
 
+/// One account in the bulk list `GET /_synapse/admin/v2/users`: the profile without threepids.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ListedUser {
+    pub name: String,
+    #[serde(default, deserialize_with = "flag")]
+    pub admin: bool,
+    #[serde(default, deserialize_with = "flag")]
+    pub deactivated: bool,
+    #[serde(default)]
+    pub displayname: Option<String>,
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+}
+
+impl From<&AdminUser> for ListedUser {
+    fn from(u: &AdminUser) -> Self {
+        ListedUser {
+            name: u.name.clone(),
+            admin: u.admin,
+            deactivated: u.deactivated,
+            displayname: u.displayname.clone(),
+            avatar_url: u.avatar_url.clone(),
+        }
+    }
+}
+
+/// Older Synapse versions list flags as 0/1.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+    Ok(match Option::<Flag>::deserialize(d)? {
+        Some(Flag::Bool(b)) => b,
+        Some(Flag::Int(i)) => i != 0,
+        None => false,
+    })
+}
+
+#[derive(Deserialize)]
+struct UserPage {
+    #[serde(default)]
+    users: Vec<ListedUser>,
+    /// A string in current Synapse, a number in older ones.
+    #[serde(default)]
+    next_token: Option<serde_json::Value>,
+    #[serde(default)]
+    total: u64,
+}
+
+/// One page of the bulk account list.
+#[derive(Debug, Clone, Default)]
+pub struct UserListPage {
+    pub users: Vec<ListedUser>,
+    /// Where the next page starts; `None` on the last one.
+    pub next: Option<String>,
+    /// Accounts in all pages.
+    pub total: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Threepid {
     pub medium: String,
@@ -101,6 +163,19 @@ impl Synapse {
         }
     }
 
+    /// GET /_synapse/admin/v2/users?from=…&limit=…&deactivated=true&guests=false — one page of every
+    /// account (deactivated ones included), and where the next page starts.
+    pub async fn list_users(&self, from: &str, limit: u32) -> Result<UserListPage, Error> {
+        let path = format!("/_synapse/admin/v2/users?from={}&limit={limit}&deactivated=true&guests=false", enc(from));
+        let page: UserPage = self.get(&path).await?;
+        let next = match page.next_token {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        Ok(UserListPage { users: page.users, next, total: page.total })
+    }
+
     /// PUT /_synapse/admin/v2/users/{userId} — creates or updates the account.
     pub async fn put_user(&self, user_id: &str, update: &UserUpdate) -> Result<AdminUser, Error> {
         self.put(&format!("/_synapse/admin/v2/users/{}", enc(user_id)), update).await
@@ -135,11 +210,23 @@ impl Synapse {
         Ok(p.pushers)
     }
 
-    /// POST /_synapse/admin/v1/users/{userId}/login, then, as that account,
+    /// POST /_synapse/admin/v1/users/{userId}/login with `valid_until_ms` — a token acting as that account
+    /// that Synapse stops accepting after `valid_for`.
+    pub async fn login_as_briefly(&self, user_id: &str, valid_for: std::time::Duration) -> Result<SecretString, Error> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let body = serde_json::json!({"valid_until_ms": (now + valid_for).as_millis() as u64});
+        let t: Token = self.post(&format!("/_synapse/admin/v1/users/{}/login", enc(user_id)), &body).await?;
+        Ok(t.access_token)
+    }
+
+    /// POST /_synapse/admin/v1/users/{userId}/login (a token valid for one minute), then, as that account,
     /// POST /_matrix/client/v3/pushers/set with an `m.email` pusher to `email`.
     /// The address must already be one of the account's threepids.
     pub async fn add_email_pusher(&self, user_id: &str, email: &str) -> Result<(), Error> {
-        let as_user = self.with_token(self.login_as(user_id).await?);
+        // The token is not logged out: Synapse deletes the pushers a token created when it is logged out.
+        // It expires instead, so tokens never pile up as working credentials.
+        let token = self.login_as_briefly(user_id, std::time::Duration::from_secs(60)).await?;
+        let as_user = self.with_token(token);
         let body = serde_json::json!({
             "kind": "email",
             "app_id": "m.email",

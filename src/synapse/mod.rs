@@ -8,7 +8,7 @@ mod mode;
 mod register;
 mod rooms;
 
-pub use admin::{AdminUser, Pusher, Threepid, UserUpdate};
+pub use admin::{AdminUser, ListedUser, Pusher, Threepid, UserListPage, UserUpdate};
 pub use client::{Synapse, enc, total_calls};
 pub use error::{Error, RetryKind};
 pub use mode::AuthMode;

@@ -211,7 +211,10 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
         after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && **u != session.user_id).count();
     status.joined_members = Some(joined as i64);
     status.plan = None;
-    status.last_sync_time = Some(conditions::now_rfc3339());
+    if !actions.is_empty() {
+        // The time of the last change made in Synapse: a quiet pass writes no status.
+        status.last_sync_time = Some(conditions::now_rfc3339());
+    }
     let synced = format!("{joined} joined; {} listed people have no Matrix account yet", members_pending(&status));
     conditions::set(&mut status.conditions, "MembersSynced", true, "Synced", &synced, generation);
     match &resolved.problem {

@@ -146,3 +146,39 @@ fn descriptions_never_show_the_password() {
         assert!(!format!("{a:?}").contains("hunter2"));
     }
 }
+
+fn listed(f: impl FnOnce(&mut ListedUser)) -> ListedUser {
+    let mut l =
+        ListedUser { name: "@mary:exo.test".into(), displayname: Some("Mary Kelly".into()), ..Default::default() };
+    f(&mut l);
+    l
+}
+
+#[test]
+fn a_settled_account_shown_as_wanted_by_the_listing_needs_no_read() {
+    assert!(listing_suffices(&desired(), Some(&listed(|_| {})), true));
+    // Not settled (new generation, a failed pass, email check due): always read.
+    assert!(!listing_suffices(&desired(), Some(&listed(|_| {})), false));
+}
+
+#[test]
+fn any_listed_difference_means_a_read() {
+    let d = desired();
+    assert!(!listing_suffices(&d, None, true), "missing account");
+    assert!(!listing_suffices(&d, Some(&listed(|l| l.displayname = Some("Other".into()))), true));
+    assert!(!listing_suffices(&d, Some(&listed(|l| l.admin = true)), true));
+    assert!(!listing_suffices(&d, Some(&listed(|l| l.deactivated = true)), true));
+    let with_avatar = DesiredUser { avatar: AvatarWish::Set("mxc://exo.test/a".into()), ..desired() };
+    assert!(!listing_suffices(&with_avatar, Some(&listed(|_| {})), true));
+    assert!(listing_suffices(&with_avatar, Some(&listed(|l| l.avatar_url = Some("mxc://exo.test/a".into()))), true));
+    let clear = DesiredUser { avatar: AvatarWish::Clear, ..desired() };
+    assert!(!listing_suffices(&clear, Some(&listed(|l| l.avatar_url = Some("mxc://exo.test/a".into()))), true));
+}
+
+#[test]
+fn a_disabled_user_is_settled_when_absent_or_deactivated() {
+    let d = DesiredUser { enabled: false, ..desired() };
+    assert!(listing_suffices(&d, None, true));
+    assert!(listing_suffices(&d, Some(&listed(|l| l.deactivated = true)), true));
+    assert!(!listing_suffices(&d, Some(&listed(|_| {})), true));
+}
