@@ -3,8 +3,8 @@
 mod avatar;
 pub mod cascade;
 pub mod conditions;
-mod error;
 pub mod directory;
+mod error;
 pub mod link;
 pub mod source;
 pub mod space;
