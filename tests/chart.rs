@@ -122,24 +122,6 @@ fn tempdir() -> String {
     dir.to_string_lossy().into_owned()
 }
 
-/// A kubeconfig for the ServiceAccount `sa` in `ns`, from a token the API server signs.
-fn service_account_kubeconfig(ns: &str, sa: &str) -> String {
-    let p = platform();
-    let (ok, token, err) = p.kubectl_run(&["create", "token", sa, "-n", ns, "--duration=1h"], None);
-    assert!(ok, "kubectl create token: {err}");
-    let path = std::env::temp_dir().join(format!("{}.kubeconfig", support::unique("sa")));
-    std::fs::copy(p.kubeconfig(), &path).expect("copy kubeconfig");
-    let path = path.to_string_lossy().into_owned();
-    for args in [
-        vec!["config", "set-credentials", "operator-sa", &format!("--token={}", token.trim())],
-        vec!["config", "set-context", "local", "--user=operator-sa"],
-    ] {
-        let out = Command::new(p.kubectl()).args(&args).env("KUBECONFIG", &path).output().expect("kubectl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    path
-}
-
 #[test]
 fn chart_rbac_has_no_wildcards_and_is_namespaced_when_asked() {
     let (ok, out) =
@@ -187,7 +169,7 @@ async fn the_operator_reconciles_under_the_charts_own_rbac() {
     let (ok, _, err) = p.kubectl_run(&["get", "deployment", &fullname, "-n", &ns], None);
     assert!(ok, "the chart's Deployment exists: {err}");
 
-    let kubeconfig = service_account_kubeconfig(&ns, &fullname);
+    let kubeconfig = support::service_account_kubeconfig(&ns, &fullname);
     // The ServiceAccount may not do what the chart did not grant.
     let out = Command::new(p.kubectl())
         .args(["auth", "can-i", "delete", "namespaces"])

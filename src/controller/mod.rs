@@ -5,6 +5,7 @@ pub mod cascade;
 pub mod conditions;
 pub mod directory;
 mod error;
+mod lasting;
 pub mod link;
 pub mod source;
 pub mod space;

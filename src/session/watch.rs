@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
@@ -33,7 +33,8 @@ pub fn watch_session(
         let recorder = Recorder::new(kube.clone(), Reporter { controller: crate::MANAGER.into(), instance });
         let secrets: Api<Secret> = Api::namespaced(kube.clone(), &cfg.secret_namespace);
         let wc = watcher::Config::default().fields(&format!("metadata.name={}", cfg.secret_name));
-        let mut events = watcher(secrets, wc).boxed();
+        // Backoff: a denied or dropped watch (RBAC, an API server restart) is retried at growing intervals, not in a spin.
+        let mut events = watcher(secrets, wc).default_backoff().boxed();
         let label = format!("{}/{}", cfg.secret_namespace, cfg.secret_name);
         let mut current: Option<BTreeMap<String, ByteString>> = None;
         let mut seen_any = false;

@@ -138,6 +138,12 @@ impl Synapse {
                 source,
             })?;
             let status = resp.status();
+            // MSC4041: `Retry-After` (seconds) says the same as `retry_after_ms`, which may be dropped one day.
+            let retry_header = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             let bytes = resp.bytes().await.map_err(|source| Error::Network {
                 method: method_name,
                 path: span_path.clone(),
@@ -165,9 +171,11 @@ impl Synapse {
                 error: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
                 retry_after_ms: None,
             });
-            let retry_after = err.retry_after_ms.map(Duration::from_millis);
-            if err.errcode == "M_LIMIT_EXCEEDED" && attempt <= MAX_RATE_LIMIT_RETRIES {
-                let wait = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_RATE_LIMIT_WAIT);
+            let retry_after = err.retry_after_ms.map(Duration::from_millis).or(retry_header);
+            let wait = retry_after.unwrap_or(Duration::from_secs(1));
+            // A longer wait than we hold a call for goes up as an error carrying it: the object is
+            // retried after it (error_policy), never sooner than Synapse asked.
+            if err.errcode == "M_LIMIT_EXCEEDED" && attempt <= MAX_RATE_LIMIT_RETRIES && wait <= MAX_RATE_LIMIT_WAIT {
                 tracing::info!(method = method_name, path = %span_path, wait_ms = wait.as_millis() as u64, "rate limited by Synapse, waiting");
                 tokio::time::sleep(wait).await;
                 continue;

@@ -217,6 +217,24 @@ impl Drop for Operator {
     }
 }
 
+/// A kubeconfig for the ServiceAccount `sa` in `ns`, from a token the API server signs.
+pub fn service_account_kubeconfig(ns: &str, sa: &str) -> String {
+    let p = platform();
+    let (ok, token, err) = p.kubectl_run(&["create", "token", sa, "-n", ns, "--duration=1h"], None);
+    assert!(ok, "kubectl create token: {err}");
+    let path = std::env::temp_dir().join(format!("{}.kubeconfig", unique("sa")));
+    std::fs::copy(p.kubeconfig(), &path).expect("copy kubeconfig");
+    let path = path.to_string_lossy().into_owned();
+    for args in [
+        vec!["config", "set-credentials", "operator-sa", &format!("--token={}", token.trim())],
+        vec!["config", "set-context", "local", "--user=operator-sa"],
+    ] {
+        let out = Command::new(p.kubectl()).args(&args).env("KUBECONFIG", &path).output().expect("kubectl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    path
+}
+
 /// Creates the credentials Secret `name` in `ns` from key/value pairs.
 pub async fn credentials_secret(client: &Client, ns: &str, name: &str, pairs: &[(&str, &str)]) {
     use k8s_openapi::api::core::v1::Secret;
