@@ -106,14 +106,10 @@ pub async fn fetch(http: &reqwest::Client, url: &str, known: Option<&Validators>
 }
 
 /// The image type from the file's first bytes; servers often send a wrong header.
+/// Only the types Matrix clients show as avatars.
 fn sniff(bytes: &[u8]) -> Option<&'static str> {
-    match bytes {
-        [0x89, b'P', b'N', b'G', ..] => Some("image/png"),
-        [0xff, 0xd8, 0xff, ..] => Some("image/jpeg"),
-        [b'G', b'I', b'F', b'8', ..] => Some("image/gif"),
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some("image/webp"),
-        _ => None,
-    }
+    let mime = infer::get(bytes)?.mime_type();
+    matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp").then_some(mime)
 }
 
 /// A file name for the media repository, from the URL's last path segment.
@@ -131,7 +127,11 @@ mod tests {
     fn recognises_images_by_their_bytes() {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
         assert_eq!(sniff(b"\xff\xd8\xff\xe0"), Some("image/jpeg"));
+        assert_eq!(sniff(b"RIFF\x1a\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff(b"GIF89a\x01\0"), Some("image/gif"));
         assert_eq!(sniff(b"<html>"), None);
+        // An image, but not one clients show as an avatar.
+        assert_eq!(sniff(b"II*\0\x08\0\0\0"), None);
     }
 
     #[test]

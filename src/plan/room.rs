@@ -164,29 +164,17 @@ pub fn topic_content(description: &str) -> Value {
     json!({"topic": plain, "m.topic": {"m.text": text}})
 }
 
-/// Removes tags and decodes the common entities; collapses whitespace.
+/// The text of an HTML description, whitespace collapsed. An HTML parser, not a tag stripper: `1 < 2`
+/// stays text, every named and numeric entity is decoded, block elements separate words and inline
+/// ones do not (`su<b>pp</b>ort` is one word).
 pub fn strip_html(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    let decoded = out
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&");
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+    let text = html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
+        .raw_mode(true)
+        .allow_width_overflow()
+        .string_from_read(html.as_bytes(), 10_000)
+        // Only a write error could fail it, and it writes to memory: keep the description as it is.
+        .unwrap_or_else(|_| html.to_owned());
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The power levels the room should have, starting from what it has: only the

@@ -202,19 +202,14 @@ fn method_str(method: &Method) -> &'static str {
     }
 }
 
-/// Percent-encodes one path segment (a user id, room id or alias): `#` must
-/// never reach the URL raw, and encoding everything but the unreserved set is
-/// always accepted by Synapse.
+/// Everything but RFC 3986's unreserved characters: `#`, `!`, `:` and `/` in ids never reach a path raw,
+/// and Synapse accepts any segment encoded this way.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes one path segment (a user id, room id or alias).
 pub fn enc(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len() * 3);
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -226,5 +221,6 @@ mod tests {
         assert_eq!(enc("#support_team:exo.test"), "%23support_team%3Aexo.test");
         assert_eq!(enc("@a.b-c:x"), "%40a.b-c%3Ax");
         assert_eq!(enc("!abc/def"), "%21abc%2Fdef");
+        assert_eq!(enc("@é ?x"), "%40%C3%A9%20%3Fx");
     }
 }

@@ -190,6 +190,19 @@ fn topic_strips_html_and_keeps_it_as_m_topic() {
 }
 
 #[test]
+fn topic_text_is_what_a_browser_shows() {
+    // A `<` that opens no tag is text, not the start of one that swallows the rest.
+    assert_eq!(strip_html("1 < 2 and 3 > 2"), "1 < 2 and 3 > 2");
+    // Every entity, named or numeric, not a handful.
+    assert_eq!(strip_html("Caf&eacute; &#8364;5 &hellip; &#x263A;"), "Café €5 … ☺");
+    // Blocks separate words; inline tags do not split them.
+    assert_eq!(strip_html("<p>Support</p><p>team</p>"), "Support team");
+    assert_eq!(strip_html("su<b>pp</b>ort<br>desk"), "support desk");
+    assert_eq!(strip_html("<ul><li>one</li><li>two</li></ul>"), "one two");
+    assert_eq!(strip_html("<a href=\"https://exo.test\">our site</a>"), "our site");
+}
+
+#[test]
 fn observes_creators_only_for_v12() {
     let state = vec![
         RoomStateEvent {
