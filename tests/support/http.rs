@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 
-/// Path → (content type, body).
+/// Path (with its query, if any) → (content type, body).
 type Table = BTreeMap<String, (String, Vec<u8>)>;
 
 #[derive(Clone, Default)]
@@ -18,32 +20,20 @@ impl Files {
     }
 }
 
+async fn file(State(files): State<Files>, uri: Uri) -> Response {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    match files.0.lock().expect("lock").get(path).cloned() {
+        Some((content_type, body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
 /// Serves `files` on a free loopback port; returns the base URL.
 pub async fn serve(files: Files) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let files = files.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let found = files.0.lock().expect("lock").get(&path).cloned();
-                let (status, content_type, body) = match found {
-                    Some((t, b)) => ("200 OK", t, b),
-                    None => ("404 Not Found", "text/plain".into(), b"not found".to_vec()),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(&body).await;
-            });
-        }
-    });
+    let app = axum::Router::new().fallback(file).with_state(files);
+    tokio::spawn(async move { axum::serve(listener, app).await });
     base
 }
 
