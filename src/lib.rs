@@ -7,6 +7,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
+pub mod duration;
 pub mod exo;
 pub mod http;
 pub mod ids;

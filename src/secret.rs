@@ -27,6 +27,13 @@ impl fmt::Debug for SecretString {
     }
 }
 
+/// Credentials arrive in JSON answers (access tokens); they stay secret from the first moment.
+impl<'de> serde::Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretString::new)
+    }
+}
+
 impl fmt::Display for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")

@@ -55,7 +55,7 @@ pub async fn reconcile(source: Arc<ExoSource>, ctx: Arc<Context>) -> Result<Acti
 
 /// How often eXo is read.
 pub(super) fn interval(source: &ExoSource) -> std::time::Duration {
-    crate::cli::parse_duration(&source.spec.interval).unwrap_or(std::time::Duration::from_secs(300))
+    crate::duration::parse_duration(&source.spec.interval).unwrap_or(std::time::Duration::from_secs(300))
 }
 
 /// Kubernetes errors while writing what eXo said.

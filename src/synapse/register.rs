@@ -27,12 +27,6 @@ pub struct Registered {
     pub device_id: Option<String>,
 }
 
-impl<'de> Deserialize<'de> for SecretString {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(SecretString::new)
-    }
-}
-
 #[derive(Deserialize)]
 struct Nonce {
     nonce: String,
