@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use super::{Context, Error};
 use crate::avatar::{self, Fetched, Validators};
 use crate::crd::AvatarStatus;
-use crate::plan::user::AvatarWish;
+use crate::plan::AvatarWish;
 use crate::session::{Session, chain};
 use crate::synapse::RetryKind;
 

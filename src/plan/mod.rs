@@ -6,3 +6,14 @@ pub mod room;
 pub mod source;
 pub mod space;
 pub mod user;
+
+/// What the avatar of an account, a room or a space should be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AvatarWish {
+    /// No avatar managed (none in the spec, and none set by us before).
+    Leave,
+    /// This `mxc://` URI.
+    Set(String),
+    /// Remove the avatar we set earlier (the spec dropped `avatarUrl`).
+    Clear,
+}

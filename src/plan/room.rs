@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::user::AvatarWish;
+use super::AvatarWish;
 use crate::crd::MembershipMode;
 use crate::synapse::RoomStateEvent;
 

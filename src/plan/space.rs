@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::AvatarWish;
 use super::room::{self, BlastRadius, DesiredRoom, Membership, ObservedRoom, RoomAction};
-use super::user::AvatarWish;
 use crate::crd::MembershipMode;
 use crate::synapse::RoomStateEvent;
 

@@ -2,19 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use super::AvatarWish;
 use crate::secret::SecretString;
 use crate::synapse::{AdminUser, ListedUser, Threepid, UserUpdate};
-
-/// What the avatar should be.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AvatarWish {
-    /// No avatar managed (none in the spec, and none set by us before).
-    Leave,
-    /// This `mxc://` URI.
-    Set(String),
-    /// Remove the avatar we set earlier (the spec dropped `avatarUrl`).
-    Clear,
-}
 
 #[derive(Debug, Clone)]
 pub struct DesiredUser {

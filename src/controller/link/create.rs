@@ -9,8 +9,8 @@ use super::{desired_room, resolve_members, write_status};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{SpaceRoomLink, SpaceRoomLinkStatus};
+use crate::plan::AvatarWish;
 use crate::plan::room::{self, MARKER_TYPE};
-use crate::plan::user::AvatarWish;
 use crate::session::Session;
 use crate::synapse::{CreateRoom, StateEvent};
 

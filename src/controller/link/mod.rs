@@ -20,9 +20,9 @@ use super::conditions::{self, Progress};
 use super::status::{self, publish};
 use super::{Context, Error, avatar};
 use crate::crd::{MatrixUser, PlanSummary, SpaceRoomLink, SpaceRoomLinkStatus};
+use crate::plan::AvatarWish;
 use crate::plan::members::{self, Members, UserFacts};
 use crate::plan::room::{self, DesiredRoom, MARKER_TYPE, RoomAction, plan_room};
-use crate::plan::user::AvatarWish;
 use crate::session::Session;
 
 pub const FINALIZER: &str = "exomatrix.dev/room";

@@ -110,7 +110,7 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
         marker: space::marker(&ns, &name),
         name: space.spec.display_name.clone().unwrap_or_else(|| name.clone()),
         topic: space.spec.topic.clone(),
-        avatar: crate::plan::user::AvatarWish::Leave,
+        avatar: crate::plan::AvatarWish::Leave,
         members: m.members,
         managers: m.managers,
         manager_level: space.spec.manager_power_level,
