@@ -25,7 +25,8 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/exo-matrix-operator
   --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
 "$KUBECTL" apply -n "$NS" -k deploy/examples
 
-# DEMO_EXO=1: also import spaces from the tests' fake eXo server through an ExoSource.
+# DEMO_EXO=1: also import spaces from the tests' fake eXo server through an ExoSource,
+# grouped in a Matrix space of its own (the ExoSource's name: not the example's `intranet`).
 if [[ ${DEMO_EXO:-0} == 1 ]]; then
   cargo build --quiet --example fake_exo
   EXO_LOG=$STATE/demo-fake-exo.log
@@ -39,8 +40,8 @@ if [[ ${DEMO_EXO:-0} == 1 ]]; then
   "$KUBECTL" -n "$NS" apply -f - >/dev/null <<YAML
 apiVersion: exomatrix.dev/v1alpha1
 kind: ExoSource
-metadata: {name: intranet}
-spec: {url: "$EXO_URL", credentialsSecretRef: exo-admin, interval: 30s}
+metadata: {name: exo}
+spec: {url: "$EXO_URL", credentialsSecretRef: exo-admin, interval: 30s, matrixSpace: {displayName: eXo intranet}}
 YAML
 fi
 
@@ -49,29 +50,44 @@ LOG=$STATE/demo-operator.log
 OPERATOR=$!
 trap 'kill $OPERATOR ${FAKE_EXO:-} 2>/dev/null || true' EXIT
 echo "[demo] operator running (pid $OPERATOR, log $LOG); waiting for users and rooms"
+# The ExoSource first: it writes more users, links and a space.
+if [[ ${DEMO_EXO:-0} == 1 ]]; then
+  "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s exo/exo >/dev/null || { tail -20 "$LOG"; exit 1; }
+fi
 "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s mxu --all >/dev/null \
   || { tail -20 "$LOG"; exit 1; }
-if [[ ${DEMO_EXO:-0} == 1 ]]; then
-  "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s exo/intranet >/dev/null || { tail -20 "$LOG"; exit 1; }
-fi
 "$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s srl --all >/dev/null \
+  || { tail -20 "$LOG"; exit 1; }
+"$KUBECTL" wait -n "$NS" --for=condition=Ready --timeout=60s mxs --all >/dev/null \
   || { tail -20 "$LOG"; exit 1; }
 # Ready comes with the room; members join as their accounts become ready.
 "$KUBECTL" wait -n "$NS" --for=jsonpath='{.status.pendingMemberCount}'=0 --timeout=30s srl --all >/dev/null || true
 sleep 1
 
 echo
-"$KUBECTL" get exo,srl,mxu -n "$NS"
+if [[ ${DEMO_EXO:-0} == 1 ]]; then "$KUBECTL" get exo -n "$NS"; echo; fi
+"$KUBECTL" get srl,mxu,mxs -n "$NS"
 echo
-echo "[demo] the rooms, as Synapse itself shows them:"
+echo "[demo] the spaces and rooms, as Synapse itself shows them:"
 TOKEN=$("$KUBECTL" -n "$NS" get secret matrix-credentials-operator-token -o jsonpath='{.data.accessToken}' | base64 -d)
+SPACES=$("$KUBECTL" get mxs -n "$NS" -o jsonpath='{range .items[*]}{.status.roomId}{"\n"}{end}')
 ROOMS=$("$KUBECTL" get srl -n "$NS" -o jsonpath='{range .items[*]}{.status.roomId}{"\n"}{end}')
-python3 - "$SYNAPSE_URL" "$TOKEN" $ROOMS <<'PY'
+python3 - "$SYNAPSE_URL" "$TOKEN" "$SPACES" $ROOMS <<'PY'
 import json, sys, urllib.parse, urllib.request
-url, token, rooms = sys.argv[1], sys.argv[2], sys.argv[3:]
+url, token, spaces, rooms = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4:]
 def get(path):
     req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token})
     return json.load(urllib.request.urlopen(req))
+def name(room):
+    return get(f"/_synapse/admin/v1/rooms/{urllib.parse.quote(room, safe='')}")["name"]
+# A space as a Matrix client walks it: its children from the hierarchy API.
+for space in spaces:
+    s = urllib.parse.quote(space, safe="")
+    members = get(f"/_synapse/admin/v1/rooms/{s}/members")["members"]
+    children = [c["room_id"] for c in get(f"/_matrix/client/v1/rooms/{s}/hierarchy?max_depth=1")["rooms"][1:]]
+    print(f"  space {name(space)!r} ({space}), members {', '.join(sorted(members))}")
+    for child in sorted(children, key=name):
+        print(f"    - {name(child)!r}")
 for room in rooms:
     r = urllib.parse.quote(room, safe="")
     details = get(f"/_synapse/admin/v1/rooms/{r}")
