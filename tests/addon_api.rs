@@ -78,7 +78,7 @@ async fn linkroom_and_room_lookup_answer_like_the_addon_under_both_prefixes_and_
     // With an ExoSource configured, a space it does not know: 404.
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
-        "metadata": {"name": "intranet"}, "spec": {"url": "http://127.0.0.1:9", "credentialsSecretRef": "none"}}))
+        "metadata": {"name": "intranet"}, "spec": {"url": "http://127.0.0.1:9", "credentialsSecretRef": {"name": "none"}}}))
     .expect("source");
     sources.create(&PostParams::default(), &source).await.expect("created");
     for prefix in ["/rest/matrix", "/portal/rest/matrix"] {

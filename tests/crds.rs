@@ -147,11 +147,22 @@ async fn invalid_objects_are_refused_naming_the_field() {
         ("MatrixUser", json!({"username": "mary", "deletionPolicy": "Delete"}), "spec.deletionPolicy"),
         ("MatrixUser", json!({"username": "mary", "avatarUrl": "javascript:alert(1)"}), "spec.avatarUrl"),
         ("MatrixUser", json!({"username": "-mary"}), "spec.username"),
-        ("ExoSource", json!({"url": "exo.example.org", "credentialsSecretRef": "c"}), "spec.url"),
+        ("ExoSource", json!({"url": "exo.example.org", "credentialsSecretRef": {"name": "c"}}), "spec.url"),
         (
             "ExoSource",
-            json!({"url": "https://exo.example.org", "credentialsSecretRef": "c", "interval": "5 minutes"}),
+            json!({"url": "https://exo.example.org", "credentialsSecretRef": {"name": "c"}, "interval": "5 minutes"}),
             "spec.interval",
+        ),
+        // The string form of v1alpha1's first release is refused, naming the field.
+        (
+            "ExoSource",
+            json!({"url": "https://exo.example.org", "credentialsSecretRef": "c"}),
+            "spec.credentialsSecretRef",
+        ),
+        (
+            "ExoSource",
+            json!({"url": "https://exo.example.org", "credentialsSecretRef": {}}),
+            "spec.credentialsSecretRef.name",
         ),
         ("MatrixSpace", json!({"managerPowerLevel": 100}), "spec.managerPowerLevel"),
         ("MatrixSpace", json!({"deletionPolicy": "Archive"}), "spec.deletionPolicy"),
@@ -198,5 +209,21 @@ async fn identity_fields_are_immutable() {
         // Other fields stay editable.
         let edit = json!({"spec": {"displayName": "Renamed"}});
         api.patch("x", &PatchParams::default(), &Patch::Merge(&edit)).await.expect("displayName editable");
+    }
+}
+
+#[test]
+fn kubectl_explain_describes_the_fields() {
+    let p = platform();
+    // Every property has a description (a unit test walks the schema); the API server serves them.
+    for (path, words) in [
+        ("exosources.spec.credentialsSecretRef", "Secret in this namespace"),
+        ("exosources.spec.credentialsSecretRef.name", "Name of the Secret"),
+        ("spaceroomlinks.status.conditions", "Stalled=True"),
+        ("matrixusers.spec.passwordSecretRef.key", "`password` when absent"),
+    ] {
+        let (ok, out, err) = p.kubectl_run(&["explain", path], None);
+        assert!(ok, "kubectl explain {path}: {err}");
+        assert!(out.contains(words), "kubectl explain {path}: {out}");
     }
 }

@@ -41,7 +41,7 @@ if [[ ${DEMO_EXO:-0} == 1 ]]; then
 apiVersion: exomatrix.dev/v1alpha1
 kind: ExoSource
 metadata: {name: exo}
-spec: {url: "$EXO_URL", credentialsSecretRef: exo-admin, interval: 30s, matrixSpace: {displayName: eXo intranet}}
+spec: {url: "$EXO_URL", credentialsSecretRef: {name: exo-admin}, interval: 30s, matrixSpace: {displayName: eXo intranet}}
 YAML
 fi
 

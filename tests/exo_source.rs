@@ -56,7 +56,7 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
         "metadata": {"name": "intranet"},
-        "spec": {"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s",
+        "spec": {"url": exo.url, "credentialsSecretRef": {"name": "exo-admin"}, "interval": "2s",
                  "spaces": {"exclude": ["sandbox*"]}, "matrixSpace": {"displayName": "Intranet"}}}))
     .expect("source");
     sources.create(&PostParams::default(), &source).await.expect("source created");
@@ -180,7 +180,7 @@ async fn exo6_rosters_are_read_and_an_unconfirmed_empty_roster_kicks_nobody() {
     spaces.create(&PostParams::default(), &by_hand).await.expect("space created");
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
         "metadata": {"name": "intranet"},
-        "spec": {"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s", "matrixSpace": {}}}))
+        "spec": {"url": exo.url, "credentialsSecretRef": {"name": "exo-admin"}, "interval": "2s", "matrixSpace": {}}}))
     .expect("source");
     sources.create(&PostParams::default(), &source).await.expect("source created");
     let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);

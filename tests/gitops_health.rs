@@ -283,7 +283,7 @@ async fn sources_are_current_in_progress_or_failed_as_a_person_would_expect() {
     let source = |secret: &str| -> ExoSource {
         serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
             "metadata": {"name": "placeholder"},
-            "spec": {"url": exo.url, "credentialsSecretRef": secret, "interval": "2s"}}))
+            "spec": {"url": exo.url, "credentialsSecretRef": {"name": secret}, "interval": "2s"}}))
         .expect("source")
     };
     create(&sources, "intranet", source("exo-admin")).await;

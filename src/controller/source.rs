@@ -253,7 +253,7 @@ async fn sync_matrix_space(
 /// The eXo client with the credentials of the source's basic-auth Secret.
 async fn exo_client(source: &ExoSource, ctx: &Context) -> Result<ExoClient, Error> {
     let ns = source.namespace().unwrap_or_default();
-    let name = &source.spec.credentials_secret_ref;
+    let name = &source.spec.credentials_secret_ref.name;
     let secret = Api::<Secret>::namespaced(ctx.kube.clone(), &ns)
         .get_opt(name)
         .await

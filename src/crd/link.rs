@@ -99,28 +99,38 @@ pub enum LinkDeletionPolicy {
     Delete,
 }
 
+/// What the operator last saw and did; written by the operator only.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpaceRoomLinkStatus {
+    /// The linked Matrix room, known as soon as it is created or linked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<String>,
+    /// The room alias the operator created the room with (`#<prefix><spaceGroupId>:<server>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_alias: Option<String>,
+    /// The `metadata.generation` the conditions describe; older than the generation: not looked at yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling=True` while work is under way, `Stalled=True` when a person must act.
+    /// These are the kstatus conventions that Flux, kpt and Argo CD read.
+    /// Also `RoomReady`, `MembersSynced`, `Conflict`, `Blocked`, `AvatarSynced`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// People joined to the room, the operator's own account not counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joined_members: Option<i64>,
     /// Listed people without a Matrix account yet (capped list; see `pendingMemberCount`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_members: Vec<String>,
+    /// How many listed people have no ready MatrixUser yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_member_count: Option<i64>,
     /// What a reconcile would do (always filled while `suspend` is true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSummary>,
+    /// When the object was last brought in line (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// The avatar last uploaded, so unchanged bytes are not uploaded again.
@@ -132,8 +142,10 @@ pub struct SpaceRoomLinkStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanSummary {
+    /// Number of planned actions per kind, e.g. `JoinUser: 3`.
     #[serde(default)]
     pub counts: std::collections::BTreeMap<String, i64>,
+    /// The first few planned actions, described.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub first_actions: Vec<String>,
 }

@@ -26,10 +26,9 @@ pub struct ExoSourceSpec {
     #[schemars(length(max = 2048), regex(pattern = patterns::HTTP_URL))]
     pub url: String,
 
-    /// Name of a `kubernetes.io/basic-auth` Secret (keys `username`, `password`)
-    /// of an eXo spaces super manager.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
-    pub credentials_secret_ref: String,
+    /// A `kubernetes.io/basic-auth` Secret in this namespace (keys `username`,
+    /// `password`) of an eXo spaces super manager.
+    pub credentials_secret_ref: SecretRef,
 
     /// How often to read eXo, e.g. `5m`.
     #[serde(default = "default_interval")]
@@ -60,6 +59,15 @@ pub struct ExoSourceSpec {
     pub on_source_deletion: OnSourceDeletion,
 }
 
+/// A Secret in the object's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+}
+
 /// The MatrixSpace an ExoSource writes.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,6 +76,7 @@ pub struct SourceSpace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
     pub display_name: Option<String>,
+    /// The space's topic; may contain HTML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     pub topic: Option<String>,
@@ -96,26 +105,37 @@ fn default_true() -> bool {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpaceFilter {
+    /// Only spaces matching one of these; every space when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
+    /// Spaces matching one of these are left out, even when included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
 }
 
+/// What the operator last read from eXo and wrote; written by the operator only.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExoSourceStatus {
+    /// Spaces in eXo's last complete answer (before include/exclude).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spaces_seen: Option<i64>,
+    /// Users in eXo's last complete answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_seen: Option<i64>,
+    /// SpaceRoomLinks and MatrixUsers written since the ExoSource was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects_written: Option<i64>,
+    /// The `metadata.generation` the conditions describe; older than the generation: not looked at yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling=True` while work is under way, `Stalled=True` when a person must act.
+    /// These are the kstatus conventions that Flux, kpt and Argo CD read.
+    /// Also `Conflict` (objects it will not overwrite) and `RosterHeld`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// When eXo was last read completely and acted on (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
 }

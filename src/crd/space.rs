@@ -72,11 +72,14 @@ pub enum SpaceDeletionPolicy {
     Delete,
 }
 
+/// What the operator last saw and did; written by the operator only.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MatrixSpaceStatus {
+    /// The space's Matrix room (of type `m.space`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<String>,
+    /// The alias the operator created the space with; it makes creation idempotent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_alias: Option<String>,
     /// Rooms in the space (`m.space.child`).
@@ -85,11 +88,16 @@ pub struct MatrixSpaceStatus {
     /// People joined to the space (the operator's own account not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<i64>,
+    /// The `metadata.generation` the conditions describe; older than the generation: not looked at yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling=True` while work is under way, `Stalled=True` when a person must act.
+    /// These are the kstatus conventions that Flux, kpt and Argo CD read.
+    /// Also `Blocked` and `AvatarSynced`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// When the space was last changed to match (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// The avatar last uploaded, so unchanged bytes are not uploaded again.

@@ -29,6 +29,7 @@ pub struct MatrixUserSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("username is immutable: delete the MatrixUser and create a new one"))]
     pub username: String,
 
+    /// The person's display name in Matrix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 255))]
     pub display_name: Option<String>,
@@ -69,8 +70,10 @@ fn default_true() -> bool {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
+    /// Name of the Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
+    /// Key in the Secret holding the value; `password` when absent.
     #[serde(default = "default_password_key")]
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
@@ -88,17 +91,23 @@ pub enum UserDeletionPolicy {
     Erase,
 }
 
+/// What the operator last saw and did; written by the operator only.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MatrixUserStatus {
     /// `@localpart:server_name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The `metadata.generation` the conditions describe; older than the generation: not looked at yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling=True` while work is under way, `Stalled=True` when a person must act.
+    /// These are the kstatus conventions that Flux, kpt and Argo CD read.
+    /// Also `Conflict` and `AvatarSynced`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// When the object was last brought in line (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// The avatar last uploaded, so unchanged bytes are not uploaded again.
