@@ -55,7 +55,7 @@ async fn import(prefix: &str, on_source_deletion: Option<&str>) -> Imported {
     assert!(ok, "{err}");
     let op = Operator::start(&ns, "matrix", &[]);
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
-    let mut spec = json!({"url": exo.url, "credentialsSecretRef": "exo-admin", "interval": "2s",
+    let mut spec = json!({"url": exo.url, "credentialsSecretRef": {"name": "exo-admin"}, "interval": "2s",
         "deletionPolicy": "Delete"});
     if let Some(choice) = on_source_deletion {
         spec["onSourceDeletion"] = json!(choice);
