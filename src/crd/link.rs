@@ -130,7 +130,7 @@ pub struct SpaceRoomLinkStatus {
     /// What a reconcile would do (always filled while `suspend` is true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSummary>,
-    /// When the object was last brought in line (RFC 3339).
+    /// When the operator last changed something in Synapse to match the spec (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// The avatar last uploaded, so unchanged bytes are not uploaded again.

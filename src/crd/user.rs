@@ -107,7 +107,7 @@ pub struct MatrixUserStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// When the object was last brought in line (RFC 3339).
+    /// When the operator last changed something in Synapse to match the spec (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// The avatar last uploaded, so unchanged bytes are not uploaded again.
