@@ -50,6 +50,13 @@ struct Page<T> {
     size: Option<usize>,
 }
 
+/// Parses one answer. Only a JSON object is an answer: serde reads a struct from an array
+/// too, so `[]` (from a proxy or a broken endpoint) would have been an empty page.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)?;
+    serde_json::from_value(serde_json::Value::Object(object))
+}
+
 /// A Meeds 7 membership entry. M6/X5 entries (the caller's own memberships)
 /// have neither `username` nor `spaceId`, which is how they are told apart.
 #[derive(Deserialize)]
@@ -112,7 +119,7 @@ impl ExoClient {
             return Err(ExoError::Status { path: label, status: status.as_u16() });
         }
         let bytes = resp.bytes().await.map_err(|source| ExoError::Network { path: label.clone(), source })?;
-        serde_json::from_slice(&bytes).map_err(|source| ExoError::Malformed { path: label, source })
+        parse(&bytes).map_err(|source| ExoError::Malformed { path: label, source })
     }
 
     /// Pages through a collection; a page error or a short total fails the whole listing.
@@ -227,3 +234,6 @@ impl ExoClient {
         Ok(snapshot)
     }
 }
+
+#[cfg(test)]
+mod proptests;

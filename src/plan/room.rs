@@ -358,4 +358,6 @@ pub fn apply(o: &ObservedRoom, actions: &[RoomAction]) -> ObservedRoom {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

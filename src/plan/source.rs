@@ -266,4 +266,6 @@ fn valid_space_group_id(s: &str) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

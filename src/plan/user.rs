@@ -117,6 +117,10 @@ pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser) -> Vec<UserActi
         Some(account) if account.deactivated => {
             let mut update = full_profile(desired);
             update.deactivated = Some(false);
+            // Deactivation keeps the avatar: one we set earlier and the spec dropped goes now.
+            if desired.avatar == AvatarWish::Clear && account.avatar_url.as_deref().is_some_and(|a| !a.is_empty()) {
+                update.avatar_url = Some(String::new());
+            }
             update.password = desired.password.clone();
             actions.push(UserAction::ReactivateUser { user_id: user_id.clone(), update });
         }
@@ -247,5 +251,7 @@ fn merge(account: &mut AdminUser, update: &UserUpdate) {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
