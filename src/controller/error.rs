@@ -26,6 +26,13 @@ pub enum Error {
         #[source]
         source: synapse::Error,
     },
+    /// A call to MAS's admin API (accounts when Synapse delegates to MAS).
+    #[error("{action} failed")]
+    Mas {
+        action: String,
+        #[source]
+        source: crate::mas::Error,
+    },
     #[error("{0}")]
     Kube(String, #[source] kube::Error),
     /// A referenced object GitOps may still create (a Secret) is not there yet.
@@ -46,6 +53,11 @@ impl Error {
     pub fn synapse(action: impl Into<String>) -> impl FnOnce(synapse::Error) -> Error {
         let action = action.into();
         move |source| Error::Synapse { action, source }
+    }
+
+    pub fn mas(action: impl Into<String>) -> impl FnOnce(crate::mas::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Mas { action, source }
     }
 
     pub fn waiting(reason: &'static str, message: impl Into<String>) -> Error {
@@ -78,6 +90,10 @@ impl Error {
                 RetryKind::Permanent => "SynapseRefused",
                 _ => "SynapseUnavailable",
             },
+            Error::Mas { source, .. } => match source.retry_kind() {
+                RetryKind::Permanent => "MasRefused",
+                _ => "MasUnavailable",
+            },
             Error::Kube(..) => "KubernetesError",
             Error::Waiting { reason, .. } | Error::NeedsPerson { reason, .. } | Error::InvalidSpec { reason, .. } => {
                 reason
@@ -93,6 +109,10 @@ impl Error {
             // A refused token makes a new session (see `Context::note_failure`): worth retrying soon.
             Error::Synapse { source, .. } if source.status() == Some(401) => ErrorClass::Transient,
             Error::Synapse { source, .. } => match source.retry_kind() {
+                RetryKind::Permanent => ErrorClass::NeedsPerson,
+                RetryKind::After(_) | RetryKind::Transient => ErrorClass::Transient,
+            },
+            Error::Mas { source, .. } => match source.retry_kind() {
                 RetryKind::Permanent => ErrorClass::NeedsPerson,
                 RetryKind::After(_) | RetryKind::Transient => ErrorClass::Transient,
             },

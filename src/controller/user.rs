@@ -21,6 +21,8 @@ use crate::secret::SecretString;
 use crate::session::Session;
 use crate::synapse::{Registration, UserUpdate};
 
+mod mas;
+
 pub const FINALIZER: &str = "exomatrix.dev/account";
 
 pub async fn reconcile(user: Arc<MatrixUser>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -89,44 +91,58 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         enabled: user.spec.enabled,
         password: password(user, ctx).await?,
     };
-    let directory = &ctx.directory;
-    let managed = || ctx.users.as_ref().map_or(0, |s| s.state().len());
-    let listing = directory
-        .listed(&session.admin, &user_id, ctx.settings.resync, managed)
-        .await
-        .map_err(Error::synapse("listing the accounts"))?;
-    let current = settled(user, &user_id);
-    let deep = !current || directory.deep_check_due(&user_id, ctx.settings.account_check).await;
-    let listed = match &listing {
-        Listing::Listed(l) => Some(l),
-        Listing::Absent | Listing::Unknown => None,
+    // The account backend: Synapse's admin API, or MAS when Synapse delegates to it.
+    let outcome = match &session.mas {
+        Some(mas) => {
+            let outcome = mas::sync(ctx, &session, mas, user, &desired).await?;
+            if outcome.changed {
+                // The time of the last change made: a quiet pass writes no status.
+                status.last_sync_time = Some(conditions::now_rfc3339());
+            }
+            outcome
+        }
+        None => {
+            let directory = &ctx.directory;
+            let managed = || ctx.users.as_ref().map_or(0, |s| s.state().len());
+            let listing = directory
+                .listed(&session.admin, &user_id, ctx.settings.resync, managed)
+                .await
+                .map_err(Error::synapse("listing the accounts"))?;
+            let current = settled(user, &user_id);
+            let deep = !current || directory.deep_check_due(&user_id, ctx.settings.account_check).await;
+            let listed = match &listing {
+                Listing::Listed(l) => Some(l),
+                Listing::Absent | Listing::Unknown => None,
+            };
+            let mut exists = listed.is_some();
+            let known = listing != Listing::Unknown;
+            if !(known && plan::listing_suffices(&desired, listed, !deep)) {
+                // Absent from the listing: nothing to read. A password is never sent to an account that might
+                // have appeared since the listing (that would reset it), so then the account is read first.
+                let observed = if listing == Listing::Absent && desired.password.is_none() {
+                    ObservedUser::default()
+                } else {
+                    observe(&session, &desired, deep).await?
+                };
+                let actions = plan_user(&desired, &observed);
+                for action in &actions {
+                    execute(action, ctx, &session, user).await?;
+                    publish(ctx, user, EventType::Normal, action.reason(), &action.describe()).await;
+                }
+                let after = plan::apply(&observed, &actions);
+                directory.record(&user_id, after.account.as_ref()).await;
+                if deep {
+                    directory.deep_checked(&user_id, ctx.settings.account_check).await;
+                }
+                exists = observed.account.is_some();
+                if !actions.is_empty() {
+                    // The time of the last change made in Synapse: a quiet pass writes no status.
+                    status.last_sync_time = Some(conditions::now_rfc3339());
+                }
+            }
+            mas::Outcome { exists, waiting_for_sync: false, changed: false }
+        }
     };
-    let mut exists = listed.is_some();
-    let known = listing != Listing::Unknown;
-    if !(known && plan::listing_suffices(&desired, listed, !deep)) {
-        // Absent from the listing: nothing to read. A password is never sent to an account that might
-        // have appeared since the listing (that would reset it), so then the account is read first.
-        let observed = if listing == Listing::Absent && desired.password.is_none() {
-            ObservedUser::default()
-        } else {
-            observe(&session, &desired, deep).await?
-        };
-        let actions = plan_user(&desired, &observed);
-        for action in &actions {
-            execute(action, ctx, &session, user).await?;
-            publish(ctx, user, EventType::Normal, action.reason(), &action.describe()).await;
-        }
-        let after = plan::apply(&observed, &actions);
-        directory.record(&user_id, after.account.as_ref()).await;
-        if deep {
-            directory.deep_checked(&user_id, ctx.settings.account_check).await;
-        }
-        exists = observed.account.is_some();
-        if !actions.is_empty() {
-            // The time of the last change made in Synapse: a quiet pass writes no status.
-            status.last_sync_time = Some(conditions::now_rfc3339());
-        }
-    }
 
     status.user_id = Some(user_id.clone());
     status.avatar = avatar_status;
@@ -136,14 +152,20 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         }
         None => conditions::remove(&mut status.conditions, "AvatarSynced"),
     }
-    let (reason, message) = if user.spec.enabled {
-        ("Synced", format!("account {user_id} matches the spec"))
-    } else if exists {
+    let backend = if session.mas.is_some() { " (accounts in MAS: Synapse delegates to it)" } else { "" };
+    let (reason, message) = if user.spec.enabled && outcome.waiting_for_sync {
+        ("Synced", format!("account {user_id} matches the spec{backend}; waiting for MAS to copy it to Synapse"))
+    } else if user.spec.enabled {
+        ("Synced", format!("account {user_id} matches the spec{backend}"))
+    } else if outcome.exists {
         ("Disabled", format!("account {user_id} is deactivated"))
     } else {
         ("Disabled", format!("disabled; no account is created for {user_id}"))
     };
     status::show(user, ctx, &mut status, Progress::ready(reason, message)).await?;
+    if outcome.waiting_for_sync {
+        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
+    }
     Ok(ctx.resync())
 }
 
@@ -260,6 +282,14 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     // the object is gone the account is no longer managed, and a link pass could come too late.
     super::link::leave::leave_rooms(ctx, &session, user, &user_id).await?;
     let Some(erase) = erase else { return Ok(Action::await_change()) };
+    if let Some(m) = &session.mas {
+        if mas::delete(m, &ids::localpart(&user.spec.username), erase).await? {
+            let what = if erase { "erased" } else { "deactivated" };
+            let note = format!("{what} {user_id} in MAS: the MatrixUser was deleted");
+            publish(ctx, user, EventType::Normal, "AccountDeactivated", &note).await;
+        }
+        return Ok(Action::await_change());
+    }
     let account = session.admin.get_user(&user_id).await.map_err(Error::synapse("reading the account"))?;
     if account.is_some_and(|a| !a.deactivated || erase) {
         session.admin.deactivate_user(&user_id, erase).await.map_err(Error::synapse("deactivating the account"))?;

@@ -6,6 +6,8 @@ use super::AvatarWish;
 use crate::secret::SecretString;
 use crate::synapse::{AdminUser, ListedUser, Threepid, UserUpdate};
 
+pub mod mas;
+
 #[derive(Debug, Clone)]
 pub struct DesiredUser {
     pub user_id: String,

@@ -3,6 +3,7 @@
 //! operator's own account working through the shared secret; `watch` keeps a
 //! session current as the credentials Secret changes or Synapse refuses it.
 
+mod mas;
 mod own_account;
 mod store;
 mod watch;
@@ -14,9 +15,11 @@ use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::credentials::{Credentials, CredentialsError};
 use crate::ids;
+use crate::mas::Mas;
+use crate::mas::session::MasSessionError;
 use crate::retry::ErrorClass;
 use crate::secret::SecretString;
-use crate::synapse::{self, Synapse};
+use crate::synapse::{self, AuthMode, Synapse};
 pub use own_account::Outcome;
 pub use watch::watch_session;
 
@@ -49,6 +52,11 @@ pub struct Session {
     pub user_id: String,
     pub server_name: String,
     pub shared_secret: Option<SecretString>,
+    pub mode: AuthMode,
+    /// MAS's admin API, when Synapse delegates to it: accounts are managed there.
+    pub mas: Option<Mas>,
+    /// When the session's token should be renewed (MAS personal sessions expire).
+    pub renew_at: Option<jiff::Timestamp>,
 }
 
 /// What controllers see: a session, or why there is none.
@@ -83,6 +91,13 @@ pub enum SessionError {
     Synapse(#[from] synapse::Error),
     #[error("cannot read or write Secret {0}")]
     Kube(String, #[source] kube::Error),
+    #[error(
+        "Synapse delegates authentication to MAS (GET /_synapse/admin/v1/register answers 404), and the credentials Secret {0} lacks {keys}: accounts can only be managed through MAS's admin API",
+        keys = .1.join(", ")
+    )]
+    MasCredentialsMissing(String, Vec<&'static str>),
+    #[error("cannot work through MAS at {0}")]
+    Mas(String, #[source] MasSessionError),
 }
 
 impl SessionError {
@@ -93,6 +108,14 @@ impl SessionError {
         match self {
             SessionError::SecretMissing(_) | SessionError::Kube(..) | SessionError::Helper(_) => ErrorClass::Transient,
             SessionError::Synapse(e) if e.retry_kind() != synapse::RetryKind::Permanent => ErrorClass::Transient,
+            SessionError::Mas(_, MasSessionError::Mas(e)) if e.retry_kind() != synapse::RetryKind::Permanent => {
+                ErrorClass::Transient
+            }
+            SessionError::Mas(_, MasSessionError::Synapse(e)) if e.retry_kind() != synapse::RetryKind::Permanent => {
+                ErrorClass::Transient
+            }
+            SessionError::Mas(_, MasSessionError::Kube(..)) => ErrorClass::Transient,
+            SessionError::MasCredentialsMissing(..) | SessionError::Mas(..) => ErrorClass::NeedsPerson,
             SessionError::Credentials(..)
             | SessionError::NoUrl
             | SessionError::TokenRefused(..)
@@ -100,9 +123,19 @@ impl SessionError {
             | SessionError::Synapse(_) => ErrorClass::NeedsPerson,
         }
     }
+
+    /// Errors only a change of the Secret can fix: not retried on a timer.
+    pub fn needs_secret_change(&self) -> bool {
+        match self {
+            SessionError::Credentials(..) | SessionError::MasCredentialsMissing(..) | SessionError::NoUrl => true,
+            // Refused client credentials and the like: MAS will answer the same until someone acts.
+            SessionError::Mas(_, MasSessionError::Mas(e)) => e.retry_kind() == synapse::RetryKind::Permanent,
+            _ => false,
+        }
+    }
 }
 
-/// How the session is obtained. A MAS mode would be one more route.
+/// How the session is obtained from a classic Synapse (a delegating one takes the MAS route, `mas`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// The access token a person put in the credentials Secret.
@@ -131,6 +164,10 @@ pub async fn establish(
 ) -> Result<Session, SessionError> {
     let url = cfg.homeserver_url.as_deref().or(creds.server_url.as_deref()).ok_or(SessionError::NoUrl)?;
     let anonymous = Synapse::new(url)?;
+    // A delegating Synapse has no registration and no log-in-as-user: MAS is the route.
+    if anonymous.auth_mode().await? == AuthMode::Delegated {
+        return mas::establish(kube, cfg, creds, &anonymous).await;
+    }
     match (route(creds), &creds.access_token, &creds.shared_secret) {
         (Route::GivenToken, Some(token), _) => connect(cfg, creds, anonymous.with_token(token.clone())).await,
         (Route::GivenTokenThenOwnAccount, Some(token), Some(secret)) => {
@@ -209,7 +246,15 @@ async fn connect(cfg: &SessionConfig, creds: &Credentials, admin: Synapse) -> Re
         .or_else(|| creds.server_name.clone())
         .or_else(|| ids::server_of(&me.user_id).map(str::to_owned))
         .unwrap_or_default();
-    Ok(Session { admin, user_id: me.user_id, server_name, shared_secret: creds.shared_secret.clone() })
+    Ok(Session {
+        admin,
+        user_id: me.user_id,
+        server_name,
+        shared_secret: creds.shared_secret.clone(),
+        mode: AuthMode::Classic,
+        mas: None,
+        renew_at: None,
+    })
 }
 
 /// Full error chain in one line, for conditions and logs (never holds secrets).

@@ -39,6 +39,8 @@ pub fn watch_session(
         let mut current: Option<BTreeMap<String, ByteString>> = None;
         let mut seen_any = false;
         let mut healthy = false;
+        // The last failure needs the Secret to change: wait for that, not for a timer.
+        let mut stalled = false;
         loop {
             let event = if healthy {
                 tokio::select! {
@@ -49,7 +51,7 @@ pub fn watch_session(
                         Some(Ok(watcher::Event::InitDone))
                     }
                 }
-            } else if current.is_none() && seen_any {
+            } else if (current.is_none() || stalled) && seen_any {
                 events.next().await
             } else {
                 match tokio::time::timeout(retry, events.next()).await {
@@ -82,7 +84,7 @@ pub fn watch_session(
                         let _ = tx.send(SessionState::Failed(missing.to_string(), missing.class()));
                         continue;
                     }
-                    if healthy {
+                    if healthy || stalled {
                         continue;
                     }
                 }
@@ -100,14 +102,25 @@ pub fn watch_session(
             };
             match state {
                 Ok(session) => {
-                    tracing::info!(user_id = %session.user_id, server_name = %session.server_name, "connected to Synapse");
+                    tracing::info!(user_id = %session.user_id, server_name = %session.server_name, mode = session.mode.describe(), "connected to Synapse");
                     healthy = true;
+                    stalled = false;
+                    if let Some(at) = session.renew_at {
+                        // A MAS token is renewed before it expires: the next session regenerates it.
+                        let refresh = refresh.clone();
+                        let left = at.duration_since(jiff::Timestamp::now()).as_secs_f64();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs_f64(left.max(1.0))).await;
+                            refresh.notify_one();
+                        });
+                    }
                     let _ = tx.send(SessionState::Ready(Arc::new(session)));
                 }
                 Err(e) => {
                     let message = chain(&e);
                     tracing::error!(error = %message, "no usable Synapse session");
                     healthy = false;
+                    stalled = e.needs_secret_change();
                     let _ = tx.send(SessionState::Failed(message, e.class()));
                 }
             }

@@ -226,7 +226,12 @@ impl Synapse {
         // The token is not logged out: Synapse deletes the pushers a token created when it is logged out.
         // It expires instead, so tokens never pile up as working credentials.
         let token = self.login_as_briefly(user_id, std::time::Duration::from_secs(60)).await?;
-        let as_user = self.with_token(token);
+        self.with_token(token).set_own_email_pusher(email).await
+    }
+
+    /// POST /_matrix/client/v3/pushers/set: an `m.email` pusher to `email` for
+    /// the account this client's token acts as.
+    pub async fn set_own_email_pusher(&self, email: &str) -> Result<(), Error> {
         let body = serde_json::json!({
             "kind": "email",
             "app_id": "m.email",
@@ -237,7 +242,7 @@ impl Synapse {
             "data": {},
             "append": false,
         });
-        let _: Ignored = as_user.post("/_matrix/client/v3/pushers/set", &body).await?;
+        let _: Ignored = self.post("/_matrix/client/v3/pushers/set", &body).await?;
         Ok(())
     }
 
