@@ -15,7 +15,8 @@ use serde_json::json;
 use support::mas::MasPlatform;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(40);
+// Generous: each test runs its own Synapse, and they run side by side on small machines.
+const WAIT: Duration = Duration::from_secs(90);
 
 struct Setup {
     pair: MasPlatform,
