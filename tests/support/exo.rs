@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::{Query, State as AxState};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// The account the fake accepts: `root` / `gtn`.
@@ -69,24 +71,8 @@ impl FakeExo {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(State { page_cap: 2, ..State::default() }));
-        let shared = state.clone();
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16384];
-                    let n = sock.read(&mut buf).await.unwrap_or(0);
-                    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let (status, body) = respond(&request, &state);
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(head.as_bytes()).await;
-                    let _ = sock.write_all(body.as_bytes()).await;
-                });
-            }
-        });
+        let app = axum::Router::new().fallback(handle).with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
         FakeExo { state, url }
     }
 
@@ -95,26 +81,30 @@ impl FakeExo {
     }
 }
 
-fn query(target: &str) -> BTreeMap<String, String> {
-    target
-        .split_once('?')
-        .map(|(_, q)| q)
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+type Q = BTreeMap<String, String>;
+
+async fn handle(
+    AxState(state): AxState<Arc<Mutex<State>>>,
+    uri: Uri,
+    Query(q): Query<Q>,
+    headers: HeaderMap,
+) -> Response {
+    let authorized = headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == AUTH.as_bytes());
+    let (status, body) =
+        if authorized { respond(uri.path(), &q, &state) } else { (StatusCode::UNAUTHORIZED, String::new()) };
+    // Connection: close, as before: no idle connection outlives a change of misbehaviour.
+    (status, [(header::CONTENT_TYPE, "application/json"), (header::CONNECTION, "close")], body).into_response()
 }
 
 /// One page of `items` under `key`, as `CollectionEntity` shapes it.
-fn page(key: &str, items: Vec<Value>, q: &BTreeMap<String, String>, s: &State) -> (&'static str, String) {
+fn page(key: &str, items: Vec<Value>, q: &Q, s: &State) -> (StatusCode, String) {
     let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     // Spaces: an absent limit is bound as 0 and gives an empty page (M6/M7, contract §3.1); X5 defaults to 20.
     let default_limit = if key == "spaces" && s.version != Version::Exo5 { 0 } else { 20 };
     let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(default_limit);
     if s.misbehave == Some(Misbehaviour::EndlessFullPages) {
         let slice: Vec<Value> = items.iter().cycle().take(limit).cloned().collect();
-        return ("200 OK", json!({key: slice, "offset": offset, "limit": limit}).to_string());
+        return (StatusCode::OK, json!({key: slice, "offset": offset, "limit": limit}).to_string());
     }
     // An explicit limit is used uncapped by the real servers; the cap makes M6/M7 paging visible in tests.
     let cap = if s.version == Version::Exo5 { usize::MAX } else { s.page_cap };
@@ -124,7 +114,7 @@ fn page(key: &str, items: Vec<Value>, q: &BTreeMap<String, String>, s: &State) -
         // X5: returnSize gives the page length, not the total.
         body["size"] = json!(if s.version == Version::Exo5 { slice.len() } else { items.len() });
     }
-    ("200 OK", body.to_string())
+    (StatusCode::OK, body.to_string())
 }
 
 /// Enabled usernames of a roster (disabled users drop out of rosters and counts, §3.2).
@@ -133,26 +123,21 @@ fn roster<'a>(s: &'a State, space: &str, role: &str) -> Vec<&'a String> {
     names.into_iter().flatten().filter(|u| s.users.get(*u).is_some_and(|(_, _, enabled)| *enabled)).collect()
 }
 
-fn respond(request: &str, state: &Arc<Mutex<State>>) -> (&'static str, String) {
-    let target = request.split_whitespace().nth(1).unwrap_or("/");
-    let authorized = request.lines().any(|l| l.trim().eq_ignore_ascii_case(&format!("authorization: {AUTH}")));
-    if !authorized {
-        return ("401 Unauthorized", String::new());
-    }
+fn respond(path: &str, q: &Q, state: &Mutex<State>) -> (StatusCode, String) {
     let mut s = state.lock().expect("lock");
     s.requests += 1;
-    let q = query(target);
-    let path = target.split('?').next().unwrap_or("");
     let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     match s.misbehave {
-        Some(Misbehaviour::ServerErrorOnPage2) if offset > 0 => return ("500 Internal Server Error", "oops".into()),
-        Some(Misbehaviour::Malformed) => return ("200 OK", "{\"spaces\": [{\"id\": \"12\", ".into()),
+        Some(Misbehaviour::ServerErrorOnPage2) if offset > 0 => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "oops".into());
+        }
+        Some(Misbehaviour::Malformed) => return (StatusCode::OK, "{\"spaces\": [{\"id\": \"12\", ".into()),
         _ => {}
     }
     match path {
         "/rest/private/v1/social/spaces" => {
             if s.misbehave == Some(Misbehaviour::NoSpaces) {
-                return page("spaces", vec![], &q, &s);
+                return page("spaces", vec![], q, &s);
             }
             let items = s
                 .spaces
@@ -168,7 +153,7 @@ fn respond(request: &str, state: &Arc<Mutex<State>>) -> (&'static str, String) {
                     space
                 })
                 .collect();
-            page("spaces", items, &q, &s)
+            page("spaces", items, q, &s)
         }
         "/rest/private/v1/social/spacesMemberships" => {
             let space = q.get("space").cloned().unwrap_or_default();
@@ -182,16 +167,16 @@ fn respond(request: &str, state: &Arc<Mutex<State>>) -> (&'static str, String) {
                     .filter(|(id, _)| roster(&s, id, "member").iter().any(|u| *u == USERNAME))
                     .map(|(_, (pretty, _, _))| json!({"id": format!("{pretty}:{USERNAME}:member"), "role": "member"}))
                     .collect();
-                return page("spacesMemberships", items, &q, &s);
+                return page("spacesMemberships", items, q, &s);
             }
             let Some((pretty, _, _)) = s.spaces.get(&space).cloned() else {
-                return ("401 Unauthorized", String::new());
+                return (StatusCode::UNAUTHORIZED, String::new());
             };
             let items = if s.misbehave == Some(Misbehaviour::EmptyRosters) { Vec::new() } else { roster(&s, &space, &role) }
                 .into_iter()
                 .map(|u| json!({"id": format!("{pretty}:{u}:{role}"), "username": u, "spaceId": space, "role": role, "status": "approved"}))
                 .collect();
-            page("spacesMemberships", items, &q, &s)
+            page("spacesMemberships", items, q, &s)
         }
         "/rest/private/v1/social/users" => {
             let disabled = q.get("isDisabled").map(String::as_str) == Some("true");
@@ -202,7 +187,7 @@ fn respond(request: &str, state: &Arc<Mutex<State>>) -> (&'static str, String) {
                 .filter(|(_, (_, _, enabled))| s.version == Version::Exo5 || *enabled != disabled)
                 .map(|(u, (full, email, enabled))| user_json(&s, u, full, email, *enabled))
                 .collect();
-            page("users", items, &q, &s)
+            page("users", items, q, &s)
         }
         _ => match path.strip_prefix("/rest/private/v1/social/spaces/").and_then(|p| p.strip_suffix("/users")) {
             // Every version serves a space's roster here (M7: deprecated, still present).
@@ -219,10 +204,10 @@ fn respond(request: &str, state: &Arc<Mutex<State>>) -> (&'static str, String) {
                             Some(entry)
                         })
                         .collect();
-                page("users", items, &q, &s)
+                page("users", items, q, &s)
             }
-            Some(_) => ("401 Unauthorized", String::new()),
-            None => ("404 Not Found", String::new()),
+            Some(_) => (StatusCode::UNAUTHORIZED, String::new()),
+            None => (StatusCode::NOT_FOUND, String::new()),
         },
     }
 }
