@@ -72,7 +72,7 @@ pub fn watch_token(kube: Client, namespace: &str, name: &str) -> watch::Receiver
                 Ok(watcher::Event::InitDone) if !seen => None,
                 Ok(watcher::Event::InitDone) => continue,
                 Err(e) => {
-                    tracing::warn!(secret = %label, error = %e, "watching the addon API token Secret");
+                    tracing::warn!(secret = %label, error = %crate::error_chain::chain(&e), "watching the addon API token Secret");
                     continue;
                 }
             };
@@ -139,7 +139,7 @@ async fn links(api: &AddonApi) -> Result<Vec<SpaceRoomLink>, Reply> {
         .list(&ListParams::default())
         .await
         .map(|l| l.items)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read links: {e}")))
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read links: {}", crate::error_chain::chain(&e))))
 }
 
 async fn linkroom(
@@ -192,7 +192,9 @@ async fn linkroom(
         // The API server's validation message names the bad field.
         Err(kube::Error::Api(e)) if e.code == 422 => (StatusCode::BAD_REQUEST, e.message),
         Err(kube::Error::Api(e)) if e.code == 409 => (StatusCode::CONFLICT, e.message),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot create the link: {e}")),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("cannot create the link: {}", crate::error_chain::chain(&e)))
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod duration;
+pub mod error_chain;
 pub mod exo;
 pub mod http;
 pub mod ids;

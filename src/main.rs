@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use exo_matrix_operator::cli::{Cli, Command, LogFormat, RunArgs};
-use exo_matrix_operator::session::chain;
+use exo_matrix_operator::error_chain::chain;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -48,7 +48,7 @@ fn start_addon_api(client: &Client, cfg: &AddonApiConfig, shutdown: impl Future<
     let addr = cfg.addr;
     tokio::spawn(async move {
         if let Err(e) = crate::addon_api::serve(addr, api, shutdown).await {
-            tracing::error!(error = %e, "the addon API stopped");
+            tracing::error!(error = %crate::error_chain::chain(&e), "the addon API stopped");
         }
     });
 }
@@ -254,7 +254,7 @@ pub async fn run(
             Ok(Err(lost)) => lost,
             _ => crate::leader::LeaderError::Lost(cfg.lease.as_ref().map(|l| l.name.clone()).unwrap_or_default()),
         };
-        tracing::error!(error = %session::chain(&lost), "cancelling in-flight reconciles and stopping");
+        tracing::error!(error = %crate::error_chain::chain(&lost), "cancelling in-flight reconciles and stopping");
         return Err(lost.into());
     }
     tracing::info!(synapse_calls = crate::synapse::total_calls(), "controllers stopped");
@@ -292,10 +292,10 @@ fn user_cache(api: Api<MatrixUser>) -> (reflector::Store<MatrixUser>, tokio::syn
     (reader, ready_rx)
 }
 
-async fn log_result<T, E: std::fmt::Display>(controller: &'static str, result: Result<T, E>) {
+async fn log_result<T, E: std::error::Error>(controller: &'static str, result: Result<T, E>) {
     crate::metrics::global().reconciled(controller, result.is_ok());
     if let Err(e) = result {
-        tracing::debug!(error = %e, "reconcile error");
+        tracing::debug!(error = %crate::error_chain::chain(&e), "reconcile error");
     }
 }
 

@@ -6,8 +6,9 @@ use std::sync::Mutex;
 use super::{Context, Error};
 use crate::avatar::{self, Fetched, Validators};
 use crate::crd::AvatarStatus;
+use crate::error_chain::chain;
 use crate::plan::AvatarWish;
-use crate::session::{Session, chain};
+use crate::session::Session;
 use crate::synapse::RetryKind;
 
 pub struct Resolved {

@@ -124,7 +124,7 @@ impl Error {
 
     /// How the failure shows in kstatus conditions.
     pub fn progress(&self) -> Progress {
-        let message = crate::session::chain(self);
+        let message = crate::error_chain::chain(self);
         if self.class().stalls() {
             Progress::stalled(self.reason(), message)
         } else {

@@ -19,10 +19,10 @@ use super::{Context, Error, cascade};
 use crate::crd::{
     ExoSource, ExoSourceStatus, MatrixSpace, MatrixSpaceSpec, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink,
 };
+use crate::error_chain::chain;
 use crate::exo::{ExoClient, ExoError};
 use crate::plan::source::{Existing, SourceAction, SourceSettings, SpaceMatcher, plan_source, shrink_guard};
 use crate::secret::SecretString;
-use crate::session::chain;
 
 /// Field manager of what an ExoSource writes (not the operator's own status manager).
 const SOURCE_MANAGER: &str = "exo-matrix-operator-exosource";

@@ -121,7 +121,7 @@ pub async fn record_failure<K: Reconciled>(obj: &K, ctx: &Context, mut status: K
     let (kind, name, ns) = (K::kind(&()), obj.name_any(), obj.namespace());
     tracing::warn!(%kind, %name, namespace = ?ns, class = ?err.class(), error = %message, "reconcile failed");
     if let Err(e) = show(obj, ctx, &mut status, progress).await {
-        tracing::warn!(error = %crate::session::chain(&e), "cannot record the failure in status");
+        tracing::warn!(error = %crate::error_chain::chain(&e), "cannot record the failure in status");
     }
     publish(ctx, obj, EventType::Warning, err.reason(), &message).await;
 }
@@ -196,6 +196,6 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::debug!(error = %e, "cannot publish event");
+        tracing::debug!(error = %crate::error_chain::chain(&e), "cannot publish event");
     }
 }

@@ -148,7 +148,7 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig) -> Instant {
                 announced = true;
             }
             Ok(Attempt::HeldByOther(_)) => {}
-            Err(e) => tracing::warn!(lease = %cfg.name, error = %e, "leader election"),
+            Err(e) => tracing::warn!(lease = %cfg.name, error = %crate::error_chain::chain(&e), "leader election"),
         }
         tokio::time::sleep(cfg.retry_period()).await;
     }
@@ -186,7 +186,9 @@ pub async fn hold(
                 fence::allow_until(deadline);
             }
             Ok(Ok(Attempt::HeldByOther(_))) => break Err(LeaderError::Lost(cfg.name.clone())),
-            Ok(Err(e)) => tracing::warn!(lease = %cfg.name, error = %e, "renewing the lease"),
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %cfg.name, error = %crate::error_chain::chain(&e), "renewing the lease")
+            }
             Err(_) => break Err(LeaderError::RenewDeadline(cfg.name.clone(), cfg.renew_deadline)),
         }
     };

@@ -199,14 +199,14 @@ async fn revoke_others(mas: &Mas, actor: &str, keep: &str) {
     let sessions = match mas.active_personal_sessions(actor).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %crate::session::chain(&e), "cannot list the operator's old sessions");
+            tracing::warn!(error = %crate::error_chain::chain(&e), "cannot list the operator's old sessions");
             return;
         }
     };
     for old in sessions.iter().filter(|s: &&PersonalSession| s.id != keep && s.human_name == SESSION_NAME) {
         match mas.revoke_personal_session(&old.id).await {
             Ok(()) => tracing::info!(session = %old.id, "revoked an old personal session of the operator"),
-            Err(e) => tracing::warn!(error = %crate::session::chain(&e), "cannot revoke an old session"),
+            Err(e) => tracing::warn!(error = %crate::error_chain::chain(&e), "cannot revoke an old session"),
         }
     }
 }

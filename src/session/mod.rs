@@ -222,7 +222,7 @@ async fn own(
             secondary: None,
         };
         if let Err(e) = recorder.publish(&event, &store.reference()).await {
-            tracing::debug!(error = %e, "cannot publish event");
+            tracing::debug!(error = %crate::error_chain::chain(&e), "cannot publish event");
         }
     }
     Ok(session)
@@ -255,18 +255,6 @@ async fn connect(cfg: &SessionConfig, creds: &Credentials, admin: Synapse) -> Re
         mas: None,
         renew_at: None,
     })
-}
-
-/// Full error chain in one line, for conditions and logs (never holds secrets).
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

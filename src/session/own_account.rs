@@ -146,7 +146,7 @@ async fn reset_through_helper(
         Err(_) => as_helper,
     };
     if let Err(e) = retire_by.deactivate_user(&helper_id, false).await {
-        tracing::warn!(helper = %helper_id, error = %super::chain(&e), "cannot deactivate the recovery helper");
+        tracing::warn!(helper = %helper_id, error = %crate::error_chain::chain(&e), "cannot deactivate the recovery helper");
     }
     result
 }

@@ -13,8 +13,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-use super::{SessionConfig, SessionError, SessionState, chain, establish};
+use super::{SessionConfig, SessionError, SessionState, establish};
 use crate::credentials;
+use crate::error_chain::chain;
 
 /// Watches the credentials Secret and keeps a session current. A failed
 /// attempt is retried every `retry` until it works or the Secret changes.
@@ -89,7 +90,7 @@ pub fn watch_session(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "watching the credentials Secret");
+                    tracing::warn!(error = %chain(&e), "watching the credentials Secret");
                     continue;
                 }
             }

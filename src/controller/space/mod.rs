@@ -210,7 +210,7 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
             Ok(_) => {}
             // Removing the space from a room that is gone, or that the operator left, has nothing left to do.
             Err(e) if kind == PARENT && !space::present(&content) && matches!(e.status(), Some(403 | 404)) => {
-                tracing::debug!(room, error = %e, "cannot remove the space parent from a room no longer reachable");
+                tracing::debug!(room, error = %crate::error_chain::chain(&e), "cannot remove the space parent from a room no longer reachable");
                 continue;
             }
             Err(e) => return Err(Error::synapse(action.describe())(e)),

@@ -140,7 +140,7 @@ async fn email_pusher(session: &Session, mas: &Mas, mas_id: &str, email: &str) -
         None => Err(Error::waiting("MasNoToken", "MAS returned no token for the helper session")),
     };
     if let Err(e) = mas.revoke_personal_session(&helper.id).await {
-        tracing::warn!(error = %crate::session::chain(&e), session = %helper.id, "cannot revoke a helper session; it expires within 5 minutes");
+        tracing::warn!(error = %crate::error_chain::chain(&e), session = %helper.id, "cannot revoke a helper session; it expires within 5 minutes");
     }
     result
 }
