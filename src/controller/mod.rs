@@ -1,5 +1,6 @@
 //! Controllers: wire the Kubernetes and Synapse adapters to the pure plans.
 
+mod adopt;
 mod avatar;
 pub mod cascade;
 pub mod conditions;

@@ -6,6 +6,7 @@ use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
 use super::{desired_room, resolve_members, write_status};
+use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{SpaceRoomLink, SpaceRoomLinkStatus};
@@ -74,31 +75,12 @@ pub(super) async fn room_of(
     Ok(Some(id))
 }
 
-/// The room behind `alias` if this operator made it for this space.
+/// The room behind the alias, if this operator made it for this link.
 async fn adoptable(link: &SpaceRoomLink, session: &Session, alias: &str) -> Result<Option<String>, Error> {
-    let admin = &session.admin;
-    let Some(id) = admin.resolve_alias(alias).await.map_err(Error::synapse("resolving the room alias"))? else {
-        return Ok(None);
-    };
-    let marker = admin.room_state(&id, MARKER_TYPE, &link.spec.space_group_id).await.ok().flatten();
-    let ours = match marker {
-        Some(m) => m == room::marker(&link.spec.space_group_id),
-        None => admin
-            .room_details(&id)
-            .await
-            .map_err(Error::synapse("looking up the room"))?
-            .is_some_and(|d| d.creator.as_deref() == Some(session.user_id.as_str())),
-    };
-    if ours {
-        Ok(Some(id))
-    } else {
-        Err(Error::needs_person(
-            "AliasTaken",
-            format!(
-                "the alias {alias} belongs to room {id}, which this operator did not create; set roomId to link it"
-            ),
-        ))
-    }
+    let sgid = &link.spec.space_group_id;
+    let marker = room::marker(sgid);
+    let remedy = "this operator did not create; set roomId to link it";
+    adopt_by_alias(session, &Claim { what: "room", alias, marker: (MARKER_TYPE, sgid, &marker), remedy }).await
 }
 
 async fn create_request(link: &SpaceRoomLink, ctx: &Context, session: &Session) -> Result<CreateRoom, Error> {

@@ -8,6 +8,7 @@ use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
 use super::write_status;
+use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{MatrixSpace, MatrixSpaceStatus};
@@ -64,28 +65,10 @@ async fn record(
     Ok(id)
 }
 
-/// The room behind `alias` if this operator made it for this MatrixSpace.
+/// The room behind `alias`, if this operator made it for this MatrixSpace.
 async fn adoptable(session: &Session, alias: &str, key: &str, marker: &Value) -> Result<Option<String>, Error> {
-    let admin = &session.admin;
-    let Some(id) = admin.resolve_alias(alias).await.map_err(Error::synapse("resolving the space alias"))? else {
-        return Ok(None);
-    };
-    let ours = match admin.room_state(&id, SPACE_MARKER_TYPE, key).await.ok().flatten() {
-        Some(m) => m == *marker,
-        None => admin
-            .room_details(&id)
-            .await
-            .map_err(Error::synapse("looking up the space"))?
-            .is_some_and(|d| d.creator.as_deref() == Some(session.user_id.as_str())),
-    };
-    if ours {
-        Ok(Some(id))
-    } else {
-        Err(Error::needs_person(
-            "AliasTaken",
-            format!("the alias {alias} belongs to room {id}, which this operator did not create for this MatrixSpace"),
-        ))
-    }
+    let remedy = "this operator did not create for this MatrixSpace";
+    adopt_by_alias(session, &Claim { what: "space", alias, marker: (SPACE_MARKER_TYPE, key, marker), remedy }).await
 }
 
 /// A private, invite-only room of type `m.space` with its state and power levels
