@@ -1,0 +1,43 @@
+//! Adopting the room behind an operator-made alias. createRoom is not atomic: a crash or a
+//! failed call may leave the room and its alias, and the next pass must take that room over,
+//! never a room someone else made under the same alias.
+
+use serde_json::Value;
+
+use super::Error;
+use crate::session::Session;
+
+/// How the room of one object is recognised as this operator's.
+pub struct Claim<'a> {
+    /// "room" or "space", for messages.
+    pub what: &'static str,
+    pub alias: &'a str,
+    /// The marker state event written at creation: (type, state key, content).
+    pub marker: (&'a str, &'a str, &'a Value),
+    /// What a person can do when someone else holds the alias.
+    pub remedy: &'a str,
+}
+
+/// The room behind the alias if this operator made it for this object: its marker says so,
+/// or (a room made before markers existed) the operator created it. Another room is AliasTaken.
+pub async fn adopt_by_alias(session: &Session, claim: &Claim<'_>) -> Result<Option<String>, Error> {
+    let (admin, what, alias) = (&session.admin, claim.what, claim.alias);
+    let Some(id) = admin.resolve_alias(alias).await.map_err(Error::synapse(format!("resolving the {what} alias")))?
+    else {
+        return Ok(None);
+    };
+    let (kind, key, wanted) = claim.marker;
+    let ours = match admin.room_state(&id, kind, key).await.ok().flatten() {
+        Some(marker) => marker == *wanted,
+        None => admin
+            .room_details(&id)
+            .await
+            .map_err(Error::synapse(format!("looking up the {what}")))?
+            .is_some_and(|d| d.creator.as_deref() == Some(session.user_id.as_str())),
+    };
+    if ours {
+        return Ok(Some(id));
+    }
+    let remedy = claim.remedy;
+    Err(Error::needs_person("AliasTaken", format!("the alias {alias} belongs to room {id}, which {remedy}")))
+}
