@@ -128,102 +128,164 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     let session = ctx.session()?;
     // Members and conflicts are judged from the caches: never from half-filled ones.
     ctx.caches_ready().await?;
-    let generation = link.metadata.generation;
     let mut status = status::begin(link);
+    sync(link, ctx, &session, &mut status).await?;
+    Ok(ctx.resync())
+}
 
-    if let Some(owner) = conflicting_owner(link, ctx) {
-        let message = format!(
-            "SpaceRoomLink {}/{} already links space {:?} or this room; nothing is changed for this object",
-            owner.namespace().unwrap_or_default(),
-            owner.name_any(),
-            owner.spec.space_group_id
-        );
-        conditions::set(&mut status.conditions, "Conflict", true, "AlreadyLinked", &message, generation);
-        status::show(link, ctx, &mut status, Progress::stalled("Conflict", message)).await?;
-        return Ok(ctx.resync());
+/// Brings the room in line with the link. A step that ends the pass early (conflict, no room,
+/// suspended, blocked) has shown why in status.
+async fn sync(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    status: &mut SpaceRoomLinkStatus,
+) -> Result<(), Error> {
+    if stop_on_conflict(link, ctx, status).await? {
+        return Ok(());
     }
-    conditions::remove(&mut status.conditions, "Conflict");
-
     let members = resolve_members(link, ctx).await?;
     status.pending_member_count = Some(members.pending.len() as i64);
     status.pending_members = members.pending.iter().take(PENDING_LISTED).cloned().collect();
-
-    let room_id = match create::room_of(link, ctx, &session, &mut status).await? {
-        Some(id) => id,
-        None => {
-            // Suspended, the link does what it was told (nothing): Ready. Without
-            // roomId or create it cannot go on until a person sets one: Stalled.
-            let progress = if link.spec.suspend {
-                status.plan = Some(PlanSummary {
-                    counts: [("CreateRoom".to_owned(), 1)].into(),
-                    first_actions: vec![format!("create room {}", create::alias_of(link, ctx, &session))],
-                });
-                Progress::ready("Suspended", "suspended: would create the room")
-            } else {
-                Progress::stalled(
-                    "WaitingForRoom",
-                    "neither roomId nor create: true is set; set one to give this space a room",
-                )
-            };
-            let (reason, message) = (progress.reason(), progress.message().to_owned());
-            conditions::set(&mut status.conditions, "RoomReady", false, reason, &message, generation);
-            status::show(link, ctx, &mut status, progress).await?;
-            return Ok(ctx.resync());
-        }
-    };
-    conditions::set(&mut status.conditions, "RoomReady", true, "RoomLinked", &format!("room {room_id}"), generation);
-
-    let previous = status.avatar.clone();
-    let resolved = avatar::resolve(ctx, &session, link.spec.avatar_url.as_deref(), previous).await?;
-    if let Some(url) = &resolved.uploaded_from {
-        publish(ctx, link, EventType::Normal, "AvatarUploaded", &format!("uploaded the room avatar from {url}")).await;
-    }
-    status.avatar = resolved.status;
-    let desired = desired_room(link, &session, &room_id, members, resolved.wish);
+    let Some(room_id) = find_room(link, ctx, session, status).await? else { return Ok(()) };
+    let avatar = resolve_avatar(link, ctx, session, status).await?;
+    let desired = desired_room(link, session, &room_id, members, avatar);
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the room state"))?;
     let observed = room::observe(&state, &link.spec.space_group_id);
     let actions = plan_room(&desired, &observed);
     status.plan = Some(summary(&actions));
-
     if link.spec.suspend {
         let message = format!("suspended: {} change(s) pending, see status.plan", actions.len());
-        status::show(link, ctx, &mut status, Progress::ready("Suspended", message)).await?;
-        return Ok(ctx.resync());
+        status::show(link, ctx, status, Progress::ready("Suspended", message)).await?;
+        return Ok(());
     }
     let allowed = link.annotations().get(ALLOW_MASS_CHANGE).is_some_and(|v| v != "false");
-    if let Some(why) = room::guard(&desired, &observed, &actions, ctx.settings.blast_radius).filter(|_| !allowed) {
-        let message = format!(
-            "{why}; nothing was changed. Raise the limit or set the annotation {ALLOW_MASS_CHANGE}=true for one pass"
-        );
-        conditions::set(&mut status.conditions, "Blocked", true, "BlastRadius", &message, generation);
-        status::show(link, ctx, &mut status, Progress::stalled("Blocked", message.clone())).await?;
-        publish(ctx, link, EventType::Warning, "Blocked", &message).await;
-        return Ok(ctx.resync());
+    if stop_on_blast_radius(link, ctx, status, (&desired, &observed, &actions), allowed).await? {
+        return Ok(());
     }
-    conditions::remove(&mut status.conditions, "Blocked");
-
-    execute(link, ctx, &session, &actions).await?;
+    execute(link, ctx, session, &actions).await?;
     if allowed {
         clear_allow_annotation(link, ctx).await?;
     }
     let after = room::apply(&observed, &actions);
-    let joined =
-        after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && **u != session.user_id).count();
-    status.joined_members = Some(joined as i64);
-    status.plan = None;
-    if !actions.is_empty() {
-        // The time of the last change made in Synapse: a quiet pass writes no status.
-        status.last_sync_time = Some(conditions::now_rfc3339());
+    report_synced(link, ctx, session, status, &room_id, &after, !actions.is_empty()).await
+}
+
+/// The older of two links claiming the same space or room wins; this one, if younger, changes nothing.
+async fn stop_on_conflict(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    status: &mut SpaceRoomLinkStatus,
+) -> Result<bool, Error> {
+    let Some(owner) = conflicting_owner(link, ctx) else {
+        conditions::remove(&mut status.conditions, "Conflict");
+        return Ok(false);
+    };
+    let message = format!(
+        "SpaceRoomLink {}/{} already links space {:?} or this room; nothing is changed for this object",
+        owner.namespace().unwrap_or_default(),
+        owner.name_any(),
+        owner.spec.space_group_id
+    );
+    conditions::set(&mut status.conditions, "Conflict", true, "AlreadyLinked", &message, link.metadata.generation);
+    status::show(link, ctx, status, Progress::stalled("Conflict", message)).await?;
+    Ok(true)
+}
+
+/// The room, known, linked or created; `None` (shown in status) when there is none to work on.
+async fn find_room(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    status: &mut SpaceRoomLinkStatus,
+) -> Result<Option<String>, Error> {
+    let generation = link.metadata.generation;
+    if let Some(id) = create::room_of(link, ctx, session, status).await? {
+        conditions::set(&mut status.conditions, "RoomReady", true, "RoomLinked", &format!("room {id}"), generation);
+        return Ok(Some(id));
     }
-    let synced = format!("{joined} joined; {} listed people have no Matrix account yet", members_pending(&status));
-    conditions::set(&mut status.conditions, "MembersSynced", true, "Synced", &synced, generation);
+    // Suspended, the link does what it was told (nothing): Ready. Without
+    // roomId or create it cannot go on until a person sets one: Stalled.
+    let progress = if link.spec.suspend {
+        status.plan = Some(PlanSummary {
+            counts: [("CreateRoom".to_owned(), 1)].into(),
+            first_actions: vec![format!("create room {}", create::alias_of(link, ctx, session))],
+        });
+        Progress::ready("Suspended", "suspended: would create the room")
+    } else {
+        Progress::stalled("WaitingForRoom", "neither roomId nor create: true is set; set one to give this space a room")
+    };
+    let (reason, message) = (progress.reason(), progress.message().to_owned());
+    conditions::set(&mut status.conditions, "RoomReady", false, reason, &message, generation);
+    status::show(link, ctx, status, progress).await?;
+    Ok(None)
+}
+
+/// The avatar to set; one that cannot be had is said in `AvatarSynced` and the room is still synced.
+async fn resolve_avatar(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    status: &mut SpaceRoomLinkStatus,
+) -> Result<AvatarWish, Error> {
+    let previous = status.avatar.clone();
+    let resolved = avatar::resolve(ctx, session, link.spec.avatar_url.as_deref(), previous).await?;
+    if let Some(url) = &resolved.uploaded_from {
+        publish(ctx, link, EventType::Normal, "AvatarUploaded", &format!("uploaded the room avatar from {url}")).await;
+    }
+    status.avatar = resolved.status;
+    let generation = link.metadata.generation;
     match &resolved.problem {
         Some(p) => conditions::set(&mut status.conditions, "AvatarSynced", false, "AvatarUnavailable", p, generation),
         None => conditions::remove(&mut status.conditions, "AvatarSynced"),
     }
-    status::show(link, ctx, &mut status, Progress::ready("Synced", format!("room {room_id} matches the space")))
-        .await?;
-    Ok(ctx.resync())
+    Ok(resolved.wish)
+}
+
+/// Too many removals or changes at once wait for a person, unless `allowed` for this pass.
+async fn stop_on_blast_radius(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    status: &mut SpaceRoomLinkStatus,
+    (desired, observed, actions): (&DesiredRoom, &room::ObservedRoom, &[RoomAction]),
+    allowed: bool,
+) -> Result<bool, Error> {
+    let why = room::guard(desired, observed, actions, ctx.settings.blast_radius).filter(|_| !allowed);
+    let Some(why) = why else {
+        conditions::remove(&mut status.conditions, "Blocked");
+        return Ok(false);
+    };
+    let message = format!(
+        "{why}; nothing was changed. Raise the limit or set the annotation {ALLOW_MASS_CHANGE}=true for one pass"
+    );
+    conditions::set(&mut status.conditions, "Blocked", true, "BlastRadius", &message, link.metadata.generation);
+    status::show(link, ctx, status, Progress::stalled("Blocked", message.clone())).await?;
+    publish(ctx, link, EventType::Warning, "Blocked", &message).await;
+    Ok(true)
+}
+
+/// Ready, with what the room now holds.
+async fn report_synced(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    status: &mut SpaceRoomLinkStatus,
+    room_id: &str,
+    after: &room::ObservedRoom,
+    changed: bool,
+) -> Result<(), Error> {
+    let generation = link.metadata.generation;
+    let joined =
+        after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && **u != session.user_id).count();
+    status.joined_members = Some(joined as i64);
+    status.plan = None;
+    if changed {
+        // The time of the last change made in Synapse: a quiet pass writes no status.
+        status.last_sync_time = Some(conditions::now_rfc3339());
+    }
+    let synced = format!("{joined} joined; {} listed people have no Matrix account yet", members_pending(status));
+    conditions::set(&mut status.conditions, "MembersSynced", true, "Synced", &synced, generation);
+    status::show(link, ctx, status, Progress::ready("Synced", format!("room {room_id} matches the space"))).await
 }
 
 fn members_pending(status: &SpaceRoomLinkStatus) -> i64 {
