@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use exo_matrix_operator::exo::{Dialect, ExoClient, ExoError, Snapshot};
 use exo_matrix_operator::plan::source::unconfirmed_roster;
 use exo_matrix_operator::secret::SecretString;
-use support::exo::{FakeExo, Misbehaviour, PASSWORD, USERNAME, Version};
+use support::exo::{FakeExo, Garbage, Misbehaviour, PASSWORD, USERNAME, Version};
 
 async fn fake(version: Version) -> FakeExo {
     let exo = FakeExo::start().await;
@@ -111,4 +111,34 @@ async fn a_total_announced_but_not_given_is_an_error() {
     exo.edit(|s| s.misbehave = Some(Misbehaviour::ServerErrorOnPage2));
     let err = client(&exo).spaces().await.expect_err("a failed page fails the listing");
     assert!(matches!(err, ExoError::Status { status: 500, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn pages_shorter_than_asked_are_followed_to_the_announced_total() {
+    for version in [Version::Meeds7, Version::Exo6] {
+        let exo = fake(version).await;
+        exo.edit(|s| s.page_cap = 4);
+        let whole = exo.state.lock().expect("lock").requests;
+        client(&exo).snapshot().await.expect("snapshot");
+        let whole = exo.state.lock().expect("lock").requests - whole;
+        exo.edit(|s| s.misbehave = Some(Misbehaviour::HalfPages));
+        let before = exo.state.lock().expect("lock").requests;
+        let snap = client(&exo).snapshot().await.expect("half pages are still pages");
+        assert_complete(&snap);
+        assert!(exo.state.lock().expect("lock").requests - before > whole, "{version:?}: the pages were shorter");
+    }
+}
+
+#[tokio::test]
+async fn garbage_500s_and_truncated_bodies_fail_the_snapshot() {
+    let mut faults: Vec<Misbehaviour> = Garbage::ALL.into_iter().map(Misbehaviour::Garbage).collect();
+    faults.extend([Misbehaviour::ServerError, Misbehaviour::TruncatedBodies]);
+    for version in [Version::Meeds7, Version::Exo6] {
+        for fault in &faults {
+            let exo = fake(version).await;
+            exo.edit(|s| s.misbehave = Some(*fault));
+            let got = client(&exo).snapshot().await;
+            assert!(got.is_err(), "{version:?} {fault:?}: a wrong answer must not read as a snapshot: {got:?}");
+        }
+    }
 }

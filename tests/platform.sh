@@ -8,6 +8,9 @@
 #   tests/platform.sh status   say what runs
 #   tests/platform.sh tools    only build/fetch the binaries and the Synapse venv
 #   tests/platform.sh synapse  start only Synapse (bench/: contenders that need no API server)
+#   tests/platform.sh restart-apiserver [SECONDS]
+#                              stop the kube-apiserver (and its etcd), wait SECONDS (default 0), start it
+#                              again on the same etcd data, port and certificates: every object survives
 #
 # EXO_MATRIX_PLATFORM_DIR puts the state elsewhere (one platform per benchmark contender);
 # EXO_MATRIX_BCRYPT_ROUNDS=default gives a new Synapse production password hashing (the tests use 4).
@@ -37,12 +40,20 @@ k8s_version() {
   awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$ROOT/tests/control-plane/go.mod"
 }
 
+# The control plane's binary is named after its sources, so that worktrees with
+# different versions of tests/control-plane sharing one cache do not rebuild it
+# in turn; kubectl depends only on the module versions.
+control_plane_key() {
+  local src=$ROOT/tests/control-plane
+  cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-16
+}
+
 build_kube_tools() {
   local src=$ROOT/tests/control-plane
-  local stamp key
-  key=$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-16)
-  stamp=$BIN/.control-plane.$key
-  if [[ -x $BIN/control-plane && -x $BIN/kubectl && -f $stamp ]]; then
+  local key modkey
+  key=$(control_plane_key)
+  modkey=$(cat "$src"/go.mod "$src"/go.sum | sha256sum | cut -c1-16)
+  if [[ -x $BIN/control-plane-$key && -x $BIN/kubectl && -f $BIN/.kubectl.$modkey ]]; then
     return
   fi
   command -v go >/dev/null || die "Go is required to build the control plane (https://go.dev/dl)"
@@ -56,14 +67,19 @@ build_kube_tools() {
     ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  log "building kube-apiserver $version (control-plane) and kubectl; first time takes a few minutes"
   mkdir -p "$BIN"
-  (cd "$src" && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$BIN/control-plane.tmp" . \
-    && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$BIN/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
-  mv "$BIN/control-plane.tmp" "$BIN/control-plane"
-  mv "$BIN/kubectl.tmp" "$BIN/kubectl"
-  rm -f "$BIN"/.control-plane.*
-  touch "$stamp"
+  if [[ ! -x $BIN/control-plane-$key ]]; then
+    log "building kube-apiserver $version (control-plane); first time takes a few minutes"
+    (cd "$src" && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$BIN/control-plane-$key.tmp" .)
+    mv "$BIN/control-plane-$key.tmp" "$BIN/control-plane-$key"
+  fi
+  if [[ ! -x $BIN/kubectl || ! -f $BIN/.kubectl.$modkey ]]; then
+    log "building kubectl $version"
+    (cd "$src" && GOFLAGS=-mod=mod go build -ldflags "$ldflags" -o "$BIN/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl)
+    mv "$BIN/kubectl.tmp" "$BIN/kubectl"
+    rm -f "$BIN"/.kubectl.*
+    touch "$BIN/.kubectl.$modkey"
+  fi
 }
 
 build_helm() {
@@ -178,6 +194,7 @@ stop() {
   rm -f "$STATE/$name.pid"
 }
 
+# start_control_plane [--keep-data --port PORT]: the flags restart it on its old data.
 start_control_plane() {
   local dir=$STATE/kube
   if running control-plane "$dir" && [[ -f $dir/ready ]]; then
@@ -186,10 +203,11 @@ start_control_plane() {
   stop control-plane "$dir"
   mkdir -p "$dir"
   rm -f "$dir/ready"
+  [[ $# -gt 0 ]] || : >"$STATE/control-plane.log"  # a fresh cluster, a fresh log; a restart appends
   # Background jobs of a non-interactive shell ignore SIGINT, so a Ctrl-C that
   # stops a test run leaves the platform up; the lock fds are closed so the
   # long-lived child does not hold the locks.
-  "$BIN/control-plane" --dir "$dir" >"$STATE/control-plane.log" 2>&1 </dev/null 8>&- 9>&- &
+  "$BIN/control-plane-$(control_plane_key)" --dir "$dir" "$@" >>"$STATE/control-plane.log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$STATE/control-plane.pid"
   for _ in $(seq 1 240); do
     [[ -f $dir/ready ]] && { log "kube-apiserver ready at $(cat "$dir/ready")"; return; }
@@ -198,6 +216,25 @@ start_control_plane() {
     sleep 0.25
   done
   die "kube-apiserver not ready after 60 s (log: $STATE/control-plane.log)"
+}
+
+# A control-plane restart as a cluster has one: the process stops (SIGTERM, as
+# a static pod's kubelet does), and a new one serves the same etcd data on the
+# same URL with the same certificates.
+restart_apiserver() {
+  local pause=${1:-0} dir=$STATE/kube url port
+  tools
+  exec 9>"$STATE/.lock"
+  flock 9
+  [[ -f $dir/ready ]] && running control-plane "$dir" || die "no kube-apiserver runs here to restart"
+  url=$(cat "$dir/ready")
+  port=${url##*:}
+  stop control-plane "$dir"
+  rm -f "$dir/ready"
+  sleep "$pause"
+  start_control_plane --keep-data --port "$port"
+  write_env
+  flock -u 9
 }
 
 synapse_config() {
@@ -374,5 +411,6 @@ case ${1:-} in
   status) status ;;
   tools) tools ;;
   synapse) synapse_only ;;
-  *) echo "usage: $0 up|down|status|tools|synapse" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver "${2:-0}" ;;
+  *) echo "usage: $0 up|down|status|tools|synapse|restart-apiserver [SECONDS]" >&2; exit 2 ;;
 esac

@@ -34,6 +34,8 @@ pub enum ExoError {
     },
     #[error("GET {path}: eXo announced {announced} entries but gave {got}")]
     Partial { path: String, announced: usize, got: usize },
+    #[error("GET {path}: {nameless} roster entries without a username; the roster is not read as complete")]
+    NamelessEntries { path: String, nameless: usize },
     #[error(
         "GET {path}: eXo still answered full pages after {pages} pages ({entries} entries) without saying where the list ends; stopped"
     )]
@@ -73,6 +75,35 @@ struct Membership {
 struct RosterUser {
     #[serde(default)]
     username: Option<String>,
+}
+
+/// The people of one space's roster. An entry about the space that lacks its username (eXo drops
+/// null or empty fields) makes the roster unreadable: dropping it would take that person out of the
+/// room. Entries about nobody and no space are the caller's own memberships (M6/X5) and are skipped.
+fn membership_names(entries: Vec<Membership>, space_id: &str) -> Result<BTreeSet<String>, usize> {
+    let mut names = BTreeSet::new();
+    let mut nameless = 0;
+    for m in entries {
+        match (m.username, m.space_id.as_deref()) {
+            (None, None) => {}
+            (Some(u), Some(id)) if id == space_id => {
+                names.insert(u);
+            }
+            (Some(_), Some(_)) => {}
+            (None, Some(id)) if id != space_id => {}
+            _ => nameless += 1,
+        }
+    }
+    if nameless == 0 { Ok(names) } else { Err(nameless) }
+}
+
+/// The people of a `/spaces/{id}/users` roster; an entry without a username fails it, as above.
+fn roster_user_names(entries: Vec<RosterUser>) -> Result<BTreeSet<String>, usize> {
+    let nameless = entries.iter().filter(|u| u.username.is_none()).count();
+    if nameless > 0 {
+        return Err(nameless);
+    }
+    Ok(entries.into_iter().filter_map(|u| u.username).collect())
 }
 
 #[derive(Clone)]
@@ -160,14 +191,14 @@ impl ExoClient {
     pub async fn memberships(&self, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
         let path = format!("rest/private/v1/social/spacesMemberships?space={space_id}&status={role}");
         let entries: Vec<Membership> = self.all(&path).await?;
-        Ok(entries.into_iter().filter(|m| m.space_id.as_deref() == Some(space_id)).filter_map(|m| m.username).collect())
+        membership_names(entries, space_id).map_err(|nameless| ExoError::NamelessEntries { path, nameless })
     }
 
     /// GET /rest/private/v1/social/spaces/{id}/users?role={role} (all pages; eXo 5.3 and 6.x)
     pub async fn space_users(&self, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
         let path = format!("rest/private/v1/social/spaces/{space_id}/users?role={role}");
         let entries: Vec<RosterUser> = self.all(&path).await?;
-        Ok(entries.into_iter().filter_map(|u| u.username).collect())
+        roster_user_names(entries).map_err(|nameless| ExoError::NamelessEntries { path, nameless })
     }
 
     /// One roster, through the endpoint the dialect has.
@@ -237,3 +268,31 @@ impl ExoClient {
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(username: Option<&str>, space_id: Option<&str>) -> Membership {
+        Membership { username: username.map(str::to_owned), space_id: space_id.map(str::to_owned) }
+    }
+
+    #[test]
+    fn a_roster_entry_without_a_username_fails_the_roster_instead_of_dropping_a_person() {
+        let entries = vec![member(Some("ann"), Some("12")), member(None, Some("12")), member(Some("bob"), Some("12"))];
+        assert_eq!(membership_names(entries, "12"), Err(1));
+        let users = vec![RosterUser { username: Some("ann".into()) }, RosterUser { username: None }];
+        assert_eq!(roster_user_names(users), Err(1));
+    }
+
+    #[test]
+    fn the_callers_own_memberships_and_other_spaces_are_skipped() {
+        let entries = vec![
+            member(Some("ann"), Some("12")),
+            member(None, None),
+            member(Some("bob"), Some("15")),
+            member(None, Some("15")),
+        ];
+        assert_eq!(membership_names(entries, "12"), Ok(BTreeSet::from(["ann".to_owned()])));
+    }
+}

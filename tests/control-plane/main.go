@@ -7,6 +7,11 @@
 // It writes into --dir: generated certificates, the service-account signing
 // key, an admin kubeconfig (`kubeconfig`) and, once /readyz answers, a file
 // `ready` holding the server URL.
+//
+// Every start is a fresh cluster, except with --keep-data: then the etcd data,
+// the certificates and the etcd ports of the previous run are kept, so a
+// restart (with --port set to the old port) is what a cluster's control-plane
+// restart is to its clients: the same objects, URL and credentials.
 package main
 
 import (
@@ -31,19 +36,24 @@ func main() {
 	dir := flag.String("dir", "", "state directory (certificates, etcd data, kubeconfig)")
 	port := flag.Int("port", 0, "kube-apiserver secure port on 127.0.0.1 (0: a free one)")
 	verbosity := flag.Int("v", 0, "kube-apiserver log verbosity")
+	keepData := flag.Bool("keep-data", false, "restart on the previous run's etcd data and certificates")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("--dir is required")
 	}
-	if err := run(*dir, *port, *verbosity); err != nil {
+	if err := run(*dir, *port, *verbosity, *keepData); err != nil {
 		log.Fatalf("control-plane: %v", err)
 	}
 }
 
-func run(dir string, port, verbosity int) error {
+func run(dir string, port, verbosity int, keepData bool) error {
 	// A fresh cluster on every start: stale state from a crashed run must not leak in.
-	for _, stale := range []string{"etcd", "ready", "kubeconfig"} {
-		if err := os.RemoveAll(filepath.Join(dir, stale)); err != nil {
+	stale := []string{"etcd", "ready", "kubeconfig", "etcd-ports"}
+	if keepData {
+		stale = []string{"ready"}
+	}
+	for _, name := range stale {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return err
 		}
 	}
@@ -57,12 +67,12 @@ func run(dir string, port, verbosity int) error {
 		}
 		port = p
 	}
-	pki, err := generatePKI(filepath.Join(dir, "pki"))
+	pki, err := generatePKI(filepath.Join(dir, "pki"), keepData)
 	if err != nil {
 		return fmt.Errorf("generating certificates: %w", err)
 	}
 
-	etcd, etcdURL, err := startEtcd(filepath.Join(dir, "etcd"))
+	etcd, etcdURL, err := startEtcd(filepath.Join(dir, "etcd"), filepath.Join(dir, "etcd-ports"))
 	if err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
@@ -132,12 +142,28 @@ func apiserverArgs(port int, etcdURL string, pki *PKI, verbosity int) []string {
 	}
 }
 
-func startEtcd(dataDir string) (*embed.Etcd, string, error) {
-	clientPort, err := freePort()
-	if err != nil {
-		return nil, "", err
+// etcdPorts gives the client and peer ports recorded in portsFile by a previous
+// run (the member's stored peer URL stays valid on a restart), or two free ones.
+func etcdPorts(portsFile string) (int, int, error) {
+	if b, err := os.ReadFile(portsFile); err == nil {
+		var client, peer int
+		if _, err := fmt.Sscanf(string(b), "%d %d", &client, &peer); err == nil {
+			return client, peer, nil
+		}
 	}
-	peerPort, err := freePort()
+	client, err := freePort()
+	if err != nil {
+		return 0, 0, err
+	}
+	peer, err := freePort()
+	if err != nil {
+		return 0, 0, err
+	}
+	return client, peer, os.WriteFile(portsFile, []byte(fmt.Sprintf("%d %d\n", client, peer)), 0o600)
+}
+
+func startEtcd(dataDir, portsFile string) (*embed.Etcd, string, error) {
+	clientPort, peerPort, err := etcdPorts(portsFile)
 	if err != nil {
 		return nil, "", err
 	}

@@ -28,7 +28,10 @@ type PKI struct {
 	SAPrivateKey string
 }
 
-func generatePKI(dir string) (*PKI, error) {
+// generatePKI writes fresh certificates and keys into dir, or, with keep, reuses
+// those a previous run left there (a restart: clients keep trusting the server,
+// and it keeps accepting their certificates and service-account tokens).
+func generatePKI(dir string, keep bool) (*PKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -41,6 +44,9 @@ func generatePKI(dir string) (*PKI, error) {
 		AdminKey:     filepath.Join(dir, "admin.key"),
 		SAPublicKey:  filepath.Join(dir, "sa.pub"),
 		SAPrivateKey: filepath.Join(dir, "sa.key"),
+	}
+	if keep && allExist(p.CACert, p.ServingCert, p.ServingKey, p.AdminCert, p.AdminKey, p.SAPublicKey, p.SAPrivateKey) {
+		return p, nil
 	}
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -108,6 +114,15 @@ func generatePKI(dir string) (*PKI, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+func allExist(paths ...string) bool {
+	for _, path := range paths {
+		if _, err := os.Stat(path); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func issue(tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certPath, keyPath string) error {

@@ -29,6 +29,35 @@ pub enum Misbehaviour {
     EmptyRosters,
     /// No `size`, `offset` ignored: the same full page forever.
     EndlessFullPages,
+    /// HTTP 500 with a text body on every request (§1: error bodies are never JSON).
+    ServerError,
+    /// HTTP 200 with something other than the contract's JSON.
+    Garbage(Garbage),
+    /// Every M6/M7 page holds half of what it would (at least one entry) while more exist;
+    /// `size`, the total in M6/M7, stays right (§3.1). X5 is not shortened: there `size` is the
+    /// page length, and a short page is its only end marker.
+    HalfPages,
+    /// `Content-Length` announces the whole body, the connection closes half-way through it.
+    TruncatedBodies,
+}
+
+/// The shapes of a wrong 200 answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Garbage {
+    /// An HTML page, as a login proxy or an error page in front of eXo gives.
+    Html,
+    /// The list key holds an object instead of an array.
+    ListNotArray,
+    /// The list's entries are numbers.
+    EntriesNotObjects,
+    /// Every other roster entry (spacesMemberships, `/spaces/{id}/users`) lacks its `username`:
+    /// eXo drops null or empty fields (§3.1), so a client must not read such a roster as complete.
+    RosterEntriesWithoutUsername,
+}
+
+impl Garbage {
+    pub const ALL: [Garbage; 4] =
+        [Garbage::Html, Garbage::ListNotArray, Garbage::EntriesNotObjects, Garbage::RosterEntriesWithoutUsername];
 }
 
 /// Which eXo answers (contract §7).
@@ -92,8 +121,46 @@ async fn handle(
     let authorized = headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == AUTH.as_bytes());
     let (status, body) =
         if authorized { respond(uri.path(), &q, &state) } else { (StatusCode::UNAUTHORIZED, String::new()) };
+    let misbehave = state.lock().expect("lock").misbehave;
+    let body = match misbehave {
+        Some(Misbehaviour::Garbage(g)) if status == StatusCode::OK => garbage(g, uri.path(), body),
+        _ => body,
+    };
     // Connection: close, as before: no idle connection outlives a change of misbehaviour.
-    (status, [(header::CONTENT_TYPE, "application/json"), (header::CONNECTION, "close")], body).into_response()
+    let headers = [(header::CONTENT_TYPE, "application/json"), (header::CONNECTION, "close")];
+    if misbehave == Some(Misbehaviour::TruncatedBodies) {
+        // The announced length, then half the bytes and an aborted stream: hyper closes the connection.
+        let length = body.len().to_string();
+        let half = body.as_bytes()[..body.len() / 2].to_vec();
+        let chunks: [Result<Vec<u8>, std::io::Error>; 2] = [Ok(half), Err(std::io::Error::other("cut"))];
+        let stream = axum::body::Body::from_stream(futures::stream::iter(chunks));
+        return (status, headers, [(header::CONTENT_LENGTH, length)], stream).into_response();
+    }
+    (status, headers, body).into_response()
+}
+
+/// A 200 answer `body` to `path` made wrong in the way `g` says.
+fn garbage(g: Garbage, path: &str, body: String) -> String {
+    let Ok(Value::Object(mut page)) = serde_json::from_str::<Value>(&body) else { return body };
+    let Some(key) = ["spaces", "users", "spacesMemberships"].into_iter().find(|k| page.contains_key(*k)) else {
+        return body;
+    };
+    match g {
+        Garbage::Html => return "<html><head><title>Login</title></head><body>Session expired</body></html>".into(),
+        Garbage::ListNotArray => page[key] = json!({"error": "unavailable"}),
+        Garbage::EntriesNotObjects => page[key] = json!([1, 2, 3]),
+        Garbage::RosterEntriesWithoutUsername
+            if path.ends_with("/spacesMemberships") || path.ends_with("/users") && path.contains("/spaces/") =>
+        {
+            for entry in page[key].as_array_mut().into_iter().flatten().skip(1).step_by(2) {
+                if let Some(entry) = entry.as_object_mut() {
+                    entry.remove("username");
+                }
+            }
+        }
+        Garbage::RosterEntriesWithoutUsername => {}
+    }
+    Value::Object(page).to_string()
 }
 
 /// One page of `items` under `key`, as `CollectionEntity` shapes it.
@@ -107,7 +174,11 @@ fn page(key: &str, items: Vec<Value>, q: &Q, s: &State) -> (StatusCode, String) 
         return (StatusCode::OK, json!({key: slice, "offset": offset, "limit": limit}).to_string());
     }
     // An explicit limit is used uncapped by the real servers; the cap makes M6/M7 paging visible in tests.
-    let cap = if s.version == Version::Exo5 { usize::MAX } else { s.page_cap };
+    let cap = match s.version {
+        Version::Exo5 => usize::MAX,
+        _ if s.misbehave == Some(Misbehaviour::HalfPages) => (s.page_cap.min(limit) / 2).max(1),
+        _ => s.page_cap,
+    };
     let slice: Vec<Value> = items.iter().skip(offset).take(limit.min(cap)).cloned().collect();
     let mut body = json!({key: slice, "offset": offset, "limit": limit});
     if q.get("returnSize").map(String::as_str) == Some("true") {
@@ -130,6 +201,9 @@ fn respond(path: &str, q: &Q, state: &Mutex<State>) -> (StatusCode, String) {
     match s.misbehave {
         Some(Misbehaviour::ServerErrorOnPage2) if offset > 0 => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "oops".into());
+        }
+        Some(Misbehaviour::ServerError) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error".into());
         }
         Some(Misbehaviour::Malformed) => return (StatusCode::OK, "{\"spaces\": [{\"id\": \"12\", ".into()),
         _ => {}
