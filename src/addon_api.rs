@@ -134,12 +134,22 @@ fn link_name(space_group_id: &str) -> String {
     format!("linkroom-{}", safe.trim_matches('-'))
 }
 
-async fn links(api: &AddonApi) -> Result<Vec<SpaceRoomLink>, Reply> {
-    Api::<SpaceRoomLink>::namespaced(api.kube.clone(), &api.namespace)
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read links: {}", crate::error_chain::chain(&e))))
+/// What every call starts with: the token checked, the space named by `param`, the links there are.
+async fn start(
+    api: &AddonApi,
+    headers: &HeaderMap,
+    q: &BTreeMap<String, String>,
+    param: &str,
+) -> Result<(String, Vec<SpaceRoomLink>), Reply> {
+    authorize(api, headers)?;
+    let Some(space) = q.get(param).filter(|s| !s.is_empty()).cloned() else {
+        return Err((StatusCode::BAD_REQUEST, format!("{param} is required")));
+    };
+    let links =
+        Api::<SpaceRoomLink>::namespaced(api.kube.clone(), &api.namespace).list(&ListParams::default()).await.map_err(
+            |e| (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read links: {}", crate::error_chain::chain(&e))),
+        )?;
+    Ok((space, links.items))
 }
 
 async fn linkroom(
@@ -147,18 +157,12 @@ async fn linkroom(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Reply {
-    if let Err(reply) = authorize(&api, &headers) {
-        return reply;
-    }
-    let Some(space) = q.get("spaceGroupId").filter(|s| !s.is_empty()).cloned() else {
-        return (StatusCode::BAD_REQUEST, "spaceGroupId is required".into());
+    let (space, existing) = match start(&api, &headers, &q, "spaceGroupId").await {
+        Ok(started) => started,
+        Err(reply) => return reply,
     };
     let room_id = q.get("roomId").filter(|r| !r.is_empty()).cloned();
     let create = q.get("create").is_some_and(|c| c == "true");
-    let existing = match links(&api).await {
-        Ok(l) => l,
-        Err(reply) => return reply,
-    };
     if let Some(link) = existing.iter().find(|l| l.spec.space_group_id == space) {
         let ours = link.labels().get(MADE_BY).map(String::as_str) == Some("linkroom");
         let ready = link.status.as_ref().and_then(|s| {
@@ -203,14 +207,8 @@ async fn room_of_space(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Reply {
-    if let Err(reply) = authorize(&api, &headers) {
-        return reply;
-    }
-    let Some(space) = q.get("spaceId").filter(|s| !s.is_empty()).cloned() else {
-        return (StatusCode::BAD_REQUEST, "spaceId is required".into());
-    };
-    let existing = match links(&api).await {
-        Ok(l) => l,
+    let (space, existing) = match start(&api, &headers, &q, "spaceId").await {
+        Ok(started) => started,
         Err(reply) => return reply,
     };
     match existing.iter().find(|l| l.spec.space_group_id == space).and_then(|l| l.status.as_ref()?.room_id.clone()) {

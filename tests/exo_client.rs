@@ -23,7 +23,7 @@ async fn fake(version: Version) -> FakeExo {
         s.managers.insert("15".into(), vec!["cat".into()]);
         s.members.insert("16".into(), vec!["ann".into(), "bob".into(), "cat".into()]);
         for u in ["ann", "bob", "cat", "dan", "eve"] {
-            s.users.insert(u.into(), (format!("{u} Full"), format!("{u}@example.org"), true));
+            s.add_user(u);
         }
         s.users.insert("off".into(), ("Off Full".into(), "off@example.org".into(), false));
     });

@@ -9,7 +9,7 @@ use exo_matrix_operator::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use support::exo::{FakeExo, Misbehaviour, PASSWORD, USERNAME};
+use support::exo::{CREDENTIALS, FakeExo, Misbehaviour};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -45,18 +45,15 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
         s.managers.insert("12".into(), vec![ann.clone(), dan.clone()]);
         s.members.insert("15".into(), vec![cat.clone()]);
         for u in [&ann, &bob, &cat, &dan] {
-            s.users.insert(u.clone(), (format!("{u} Full"), format!("{u}@example.org"), true));
+            s.add_user(u);
         }
     });
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "exo-admin"},
-        "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": PASSWORD}});
-    let (ok, _, err) = p.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(&secret.to_string()));
-    assert!(ok, "{err}");
+    platform().apply(&ns, &exo.credentials_secret());
     let _op = Operator::start(&ns, "matrix", &[]);
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
         "metadata": {"name": "intranet"},
-        "spec": {"url": exo.url, "credentialsSecretRef": {"name": "exo-admin"}, "interval": "2s",
+        "spec": {"url": exo.url, "credentialsSecretRef": {"name": CREDENTIALS}, "interval": "2s",
                  "spaces": {"exclude": ["sandbox*"]}, "matrixSpace": {"displayName": "Intranet"}}}))
     .expect("source");
     sources.create(&PostParams::default(), &source).await.expect("source created");
@@ -150,7 +147,6 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
 /// truth while the space counts members.
 #[tokio::test]
 async fn exo6_rosters_are_read_and_an_unconfirmed_empty_roster_kicks_nobody() {
-    let p = platform();
     let client = kube_client().await;
     let ns = namespace(&client, "exo6").await;
     shared_secret_credentials(&client, &ns).await;
@@ -163,13 +159,10 @@ async fn exo6_rosters_are_read_and_an_unconfirmed_empty_roster_kicks_nobody() {
         s.members.insert("21".into(), vec![ann.clone(), bob.clone()]);
         s.managers.insert("21".into(), vec![ann.clone()]);
         for u in [&ann, &bob] {
-            s.users.insert(u.clone(), (format!("{u} Full"), format!("{u}@example.org"), true));
+            s.add_user(u);
         }
     });
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "exo-admin"},
-        "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": PASSWORD}});
-    let (ok, _, err) = p.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(&secret.to_string()));
-    assert!(ok, "{err}");
+    platform().apply(&ns, &exo.credentials_secret());
     let _op = Operator::start(&ns, "matrix", &[]);
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
     // A MatrixSpace written by hand holds the name the source would use for its own.
@@ -180,7 +173,7 @@ async fn exo6_rosters_are_read_and_an_unconfirmed_empty_roster_kicks_nobody() {
     spaces.create(&PostParams::default(), &by_hand).await.expect("space created");
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
         "metadata": {"name": "intranet"},
-        "spec": {"url": exo.url, "credentialsSecretRef": {"name": "exo-admin"}, "interval": "2s", "matrixSpace": {}}}))
+        "spec": {"url": exo.url, "credentialsSecretRef": {"name": CREDENTIALS}, "interval": "2s", "matrixSpace": {}}}))
     .expect("source");
     sources.create(&PostParams::default(), &source).await.expect("source created");
     let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);

@@ -12,7 +12,7 @@ use exo_matrix_operator::crd::{ExoSource, MatrixUser, SpaceRoomLink};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use support::exo::{FakeExo, PASSWORD, USERNAME};
+use support::exo::{CREDENTIALS, FakeExo};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -46,16 +46,13 @@ async fn import(prefix: &str, on_source_deletion: Option<&str>) -> Imported {
         s.members.insert("22".into(), vec![cat.clone(), dan.clone()]);
         s.managers.insert("22".into(), vec![dan.clone()]);
         for u in [&ann, &bob, &cat, &dan] {
-            s.users.insert(u.clone(), (format!("{u} Full"), format!("{u}@example.org"), true));
+            s.add_user(u);
         }
     });
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "exo-admin"},
-        "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": PASSWORD}});
-    let (ok, _, err) = p.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(&secret.to_string()));
-    assert!(ok, "{err}");
+    platform().apply(&ns, &exo.credentials_secret());
     let op = Operator::start(&ns, "matrix", &[]);
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
-    let mut spec = json!({"url": exo.url, "credentialsSecretRef": {"name": "exo-admin"}, "interval": "2s",
+    let mut spec = json!({"url": exo.url, "credentialsSecretRef": {"name": CREDENTIALS}, "interval": "2s",
         "deletionPolicy": "Delete"});
     if let Some(choice) = on_source_deletion {
         spec["onSourceDeletion"] = json!(choice);

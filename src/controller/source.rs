@@ -115,25 +115,15 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     let links: BTreeMap<String, Existing<_>> = link_list
         .into_iter()
         .map(|l| {
-            let e = Existing {
-                owned: owned(l.owner_references()),
-                labelled: labelled(l.labels()),
-                key: l.spec.space_group_id.clone(),
-                spec: l.spec.clone(),
-            };
-            (l.name_any(), e)
+            let (owned, labelled) = (owned(l.owner_references()), labelled(l.labels()));
+            (l.name_any(), Existing { owned, labelled, key: l.spec.space_group_id.clone(), spec: l.spec })
         })
         .collect();
     let users: BTreeMap<String, Existing<_>> = user_list
         .into_iter()
         .map(|u| {
-            let e = Existing {
-                owned: owned(u.owner_references()),
-                labelled: labelled(u.labels()),
-                key: u.spec.username.clone(),
-                spec: u.spec.clone(),
-            };
-            (u.name_any(), e)
+            let (owned, labelled) = (owned(u.owner_references()), labelled(u.labels()));
+            (u.name_any(), Existing { owned, labelled, key: u.spec.username.clone(), spec: u.spec })
         })
         .collect();
     let settings = SourceSettings {

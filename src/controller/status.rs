@@ -167,6 +167,33 @@ where
     Ok(())
 }
 
+/// A controller's `apply` or `cleanup`, boxed so that one helper serves every kind.
+pub type Step<K> = for<'a> fn(&'a K, &'a Context) -> futures::future::BoxFuture<'a, Result<Action, Error>>;
+
+/// One reconcile of a kind with a finalizer: read afresh (the cache may lag a status
+/// write), `apply` or `cleanup`, and the outcome recorded (`finish`).
+pub async fn reconcile_finalized<K: Reconciled + Serialize>(
+    controller: &'static str,
+    finalizer_name: &str,
+    obj: std::sync::Arc<K>,
+    ctx: &Context,
+    apply: Step<K>,
+    cleanup: Step<K>,
+) -> Result<Action, Error> {
+    use kube::runtime::finalizer::{Event, finalizer};
+    let _in_flight = crate::metrics::global().reconcile_started(controller);
+    let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let Some(obj) = fresh(&api, &obj).await? else { return Ok(Action::await_change()) };
+    let result = finalizer(&api, finalizer_name, obj.clone(), |event| async move {
+        match event {
+            Event::Apply(o) => apply(&o, ctx).await,
+            Event::Cleanup(o) => cleanup(&o, ctx).await,
+        }
+    })
+    .await;
+    finish(&*obj, ctx, result.map_err(Error::from_finalizer)).await
+}
+
 /// The object as the API server has it now. The watch cache may still hold the
 /// version from before our last status write, and status is the operator's
 /// memory (room id, uploaded avatar): acting on a stale copy would redo work.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
@@ -26,18 +25,9 @@ mod mas;
 pub const FINALIZER: &str = "exomatrix.dev/account";
 
 pub async fn reconcile(user: Arc<MatrixUser>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _in_flight = crate::metrics::global().reconcile_started("user");
-    let ns = user.namespace().unwrap_or_default();
-    let api: Api<MatrixUser> = Api::namespaced(ctx.kube.clone(), &ns);
-    let Some(user) = super::status::fresh(&api, &user).await? else { return Ok(Action::await_change()) };
-    let result = finalizer(&api, FINALIZER, user.clone(), |event| async {
-        match event {
-            finalizer::Event::Apply(u) => apply(&u, &ctx).await,
-            finalizer::Event::Cleanup(u) => cleanup(&u, &ctx).await,
-        }
-    })
-    .await;
-    status::finish(&*user, &ctx, result.map_err(Error::from_finalizer)).await
+    let (apply, cleanup): (status::Step<_>, status::Step<_>) =
+        (|o, c| Box::pin(apply(o, c)), |o, c| Box::pin(cleanup(o, c)));
+    status::reconcile_finalized("user", FINALIZER, user, &ctx, apply, cleanup).await
 }
 
 /// The owner of a localpart is the oldest MatrixUser claiming it; the others conflict.

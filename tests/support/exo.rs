@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 pub const USERNAME: &str = "root";
 pub const PASSWORD: &str = "gtn";
 const AUTH: &str = "Basic cm9vdDpndG4=";
+/// The Secret `credentials_secret` describes.
+pub const CREDENTIALS: &str = "exo-admin";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Misbehaviour {
@@ -107,6 +109,20 @@ impl FakeExo {
 
     pub fn edit(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.state.lock().expect("lock"));
+    }
+
+    /// The basic-auth Secret `CREDENTIALS` that lets an ExoSource in (`kubectl apply` it).
+    pub fn credentials_secret(&self) -> String {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIALS},
+            "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": PASSWORD}})
+        .to_string()
+    }
+}
+
+impl State {
+    /// An enabled user named `{u} Full`, mailed at `{u}@example.org`.
+    pub fn add_user(&mut self, u: &str) {
+        self.users.insert(u.to_owned(), (format!("{u} Full"), format!("{u}@example.org"), true));
     }
 }
 

@@ -47,6 +47,12 @@ impl Platform {
         self.var("HELM")
     }
 
+    /// `kubectl apply` of `manifest` in `ns`; it must succeed.
+    pub fn apply(&self, ns: &str, manifest: &str) {
+        let (ok, _, err) = self.kubectl_run(&["apply", "-n", ns, "-f", "-"], Some(manifest));
+        assert!(ok, "{err}");
+    }
+
     /// Runs kubectl against the platform; returns (success, stdout, stderr).
     pub fn kubectl_run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         use std::io::Write;

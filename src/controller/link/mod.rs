@@ -11,7 +11,6 @@ use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -33,17 +32,9 @@ const PENDING_LISTED: usize = 20;
 const FIRST_ACTIONS: usize = 10;
 
 pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _in_flight = crate::metrics::global().reconcile_started("link");
-    let api: Api<SpaceRoomLink> = Api::namespaced(ctx.kube.clone(), &link.namespace().unwrap_or_default());
-    let Some(link) = super::status::fresh(&api, &link).await? else { return Ok(Action::await_change()) };
-    let result = finalizer(&api, FINALIZER, link.clone(), |event| async {
-        match event {
-            finalizer::Event::Apply(l) => apply(&l, &ctx).await,
-            finalizer::Event::Cleanup(l) => delete::cleanup(&l, &ctx).await,
-        }
-    })
-    .await;
-    status::finish(&*link, &ctx, result.map_err(Error::from_finalizer)).await
+    let (apply, cleanup): (status::Step<_>, status::Step<_>) =
+        (|o, c| Box::pin(apply(o, c)), |o, c| Box::pin(delete::cleanup(o, c)));
+    status::reconcile_finalized("link", FINALIZER, link, &ctx, apply, cleanup).await
 }
 
 /// What of a MatrixUser matters to links: which account, if any, may be a member.

@@ -12,7 +12,6 @@ use kube::api::{Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
@@ -28,17 +27,9 @@ use crate::session::Session;
 pub const FINALIZER: &str = "exomatrix.dev/space";
 
 pub async fn reconcile(space: Arc<MatrixSpace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _in_flight = crate::metrics::global().reconcile_started("space");
-    let api: Api<MatrixSpace> = Api::namespaced(ctx.kube.clone(), &space.namespace().unwrap_or_default());
-    let Some(space) = status::fresh(&api, &space).await? else { return Ok(Action::await_change()) };
-    let result = finalizer(&api, FINALIZER, space.clone(), |event| async {
-        match event {
-            finalizer::Event::Apply(s) => apply(&s, &ctx).await,
-            finalizer::Event::Cleanup(s) => cleanup(&s, &ctx).await,
-        }
-    })
-    .await;
-    status::finish(&*space, &ctx, result.map_err(Error::from_finalizer)).await
+    let (apply, cleanup): (status::Step<_>, status::Step<_>) =
+        (|o, c| Box::pin(apply(o, c)), |o, c| Box::pin(cleanup(o, c)));
+    status::reconcile_finalized("space", FINALIZER, space, &ctx, apply, cleanup).await
 }
 
 /// Spaces to reconcile when a link or a user of their namespace changes.
