@@ -142,3 +142,24 @@ async fn garbage_500s_and_truncated_bodies_fail_the_snapshot() {
         }
     }
 }
+
+/// A space id is sent as data: one holding `&`, `=`, `/` or a space reaches eXo whole,
+/// in the query (Meeds 7) and in the path (eXo 6), and never adds a parameter.
+#[tokio::test]
+async fn a_space_id_with_reserved_characters_is_sent_encoded() {
+    let odd = "7 a&status=manager/x";
+    for version in [Version::Meeds7, Version::Exo6] {
+        let exo = FakeExo::start().await;
+        exo.edit(|s| {
+            s.version = version;
+            s.spaces.insert(odd.into(), ("odd".into(), "Odd".into(), "about".into()));
+            s.members.insert(odd.into(), vec!["ann".into(), "bob".into()]);
+            s.managers.insert(odd.into(), vec!["ann".into()]);
+            s.add_user("ann");
+            s.add_user("bob");
+        });
+        let snap = client(&exo).snapshot().await.unwrap_or_else(|e| panic!("{version:?}: {e}"));
+        assert_eq!(snap.members[odd], names(&["ann", "bob"]), "{version:?}");
+        assert_eq!(snap.managers[odd], names(&["ann"]), "{version:?}");
+    }
+}

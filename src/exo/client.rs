@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::model::{Dialect, Snapshot, Space, User};
 use crate::secret::SecretString;
+// Everything but the unreserved characters: a space id never changes the path or adds a parameter.
+use crate::synapse::enc;
 
 /// Entries asked per page.
 const PAGE: usize = 100;
@@ -189,14 +191,14 @@ impl ExoClient {
     ///
     /// Only entries about this space count: M6/X5 answer with the caller's own memberships.
     pub async fn memberships(&self, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
-        let path = format!("rest/private/v1/social/spacesMemberships?space={space_id}&status={role}");
+        let path = format!("rest/private/v1/social/spacesMemberships?space={}&status={}", enc(space_id), enc(role));
         let entries: Vec<Membership> = self.all(&path).await?;
         membership_names(entries, space_id).map_err(|nameless| ExoError::NamelessEntries { path, nameless })
     }
 
     /// GET /rest/private/v1/social/spaces/{id}/users?role={role} (all pages; eXo 5.3 and 6.x)
     pub async fn space_users(&self, space_id: &str, role: &str) -> Result<BTreeSet<String>, ExoError> {
-        let path = format!("rest/private/v1/social/spaces/{space_id}/users?role={role}");
+        let path = format!("rest/private/v1/social/spaces/{}/users?role={}", enc(space_id), enc(role));
         let entries: Vec<RosterUser> = self.all(&path).await?;
         roster_user_names(entries).map_err(|nameless| ExoError::NamelessEntries { path, nameless })
     }

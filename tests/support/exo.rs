@@ -135,8 +135,11 @@ async fn handle(
     headers: HeaderMap,
 ) -> Response {
     let authorized = headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == AUTH.as_bytes());
-    let (status, body) =
-        if authorized { respond(uri.path(), &q, &state) } else { (StatusCode::UNAUTHORIZED, String::new()) };
+    let (status, body) = if authorized {
+        respond(&percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy(), &q, &state)
+    } else {
+        (StatusCode::UNAUTHORIZED, String::new())
+    };
     let misbehave = state.lock().expect("lock").misbehave;
     let body = match misbehave {
         Some(Misbehaviour::Garbage(g)) if status == StatusCode::OK => garbage(g, uri.path(), body),
