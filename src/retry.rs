@@ -17,8 +17,8 @@ pub enum ErrorClass {
     Transient,
     /// Progress needs a person: refused credentials, an alias held by a foreign
     /// room, a guard that held an answer back. Shown as `Stalled`; retried less
-    /// and less often, up to every 5 to 10 minutes (a fixed Secret does not wake
-    /// the object, so the fix is picked up by a retry).
+    /// and less often, up to every 5 to 10 minutes (a Secret the object names wakes
+    /// it when fixed: see `controller::secret_refs`).
     NeedsPerson,
     /// The spec cannot work as written. Shown as `Stalled`; a spec change wakes
     /// the object, so retries are only a safety net.

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
-use crate::controller::{self, Context, Settings};
+use crate::controller::{self, Context, Settings, secret_refs};
 use crate::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink};
 use crate::session::{self, SessionConfig, SessionState};
 
@@ -114,6 +115,12 @@ pub async fn run(
     let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
     let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config.clone());
+    // A password Secret created or rotated later reaches its MatrixUsers at once.
+    let secrets = || watcher(api::<Secret>(&client, &cfg.namespace), secret_refs::watched()).default_backoff();
+    let users_for_secrets = users.clone();
+    let user_controller = user_controller.watches_stream(secrets().touched_objects(), move |secret| {
+        secret_refs::users_of(&secret, &users_for_secrets.state())
+    });
     let link_controller = Controller::new(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config.clone());
     let links = link_controller.store();
@@ -218,7 +225,12 @@ pub async fn run(
         .graceful_shutdown_on(stopped())
         .run(controller::user::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("user", r));
-    let sources_done = Controller::new(api::<ExoSource>(&client, &cfg.namespace), watcher::Config::default())
+    let source_controller = Controller::new(api::<ExoSource>(&client, &cfg.namespace), watcher::Config::default());
+    let sources = source_controller.store();
+    // So do credentials Secrets to their ExoSources.
+    let source_controller = source_controller
+        .watches_stream(secrets().touched_objects(), move |secret| secret_refs::sources_of(&secret, &sources.state()));
+    let sources_done = source_controller
         .graceful_shutdown_on(stopped())
         .run(controller::source::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("source", r));

@@ -8,6 +8,7 @@ pub mod directory;
 mod error;
 mod lasting;
 pub mod link;
+pub mod secret_refs;
 pub mod source;
 pub mod space;
 pub mod status;
