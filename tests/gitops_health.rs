@@ -23,7 +23,7 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use support::exo::{FakeExo, Misbehaviour, PASSWORD, USERNAME};
+use support::exo::{CREDENTIALS, FakeExo, Misbehaviour, credentials_with};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -286,23 +286,14 @@ async fn sources_are_current_in_progress_or_failed_as_a_person_would_expect() {
             "spec": {"url": exo.url, "credentialsSecretRef": {"name": secret}, "interval": "2s"}}))
         .expect("source")
     };
-    create(&sources, "intranet", source("exo-admin")).await;
+    create(&sources, "intranet", source(CREDENTIALS)).await;
     // No Secret yet: GitOps may still create it.
     judged(&sources, "intranet", "InProgress", "not found").await;
 
-    let basic_auth = |password: &str| {
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "exo-admin"},
-            "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": password}})
-        .to_string()
-    };
-    let apply = |body: String| {
-        let (ok, _, err) = p.kubectl_run(&["apply", "-n", &ns, "-f", "-"], Some(&body));
-        assert!(ok, "{err}");
-    };
-    apply(basic_auth("wrong-password"));
+    p.apply(&ns, &credentials_with("wrong-password"));
     judged(&sources, "intranet", "Failed", "401").await;
 
-    apply(basic_auth(PASSWORD));
+    p.apply(&ns, &exo.credentials_secret());
     judged(&sources, "intranet", "Current", "").await;
 
     // An answer the shrink guard holds back needs a person to look.

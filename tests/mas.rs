@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use exo_matrix_operator::crd::{MatrixUser, MatrixUserSpec, SecretKeyRef, SpaceRoomLink, UserDeletionPolicy};
+use exo_matrix_operator::crd::{MatrixUser, SecretKeyRef, SpaceRoomLink, UserDeletionPolicy};
 use exo_matrix_operator::synapse::Synapse;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -35,19 +35,6 @@ async fn setup(prefix: &str) -> Setup {
     credentials_secret(&client, &ns, "matrix", &pairs).await;
     let admin = pair.synapse_admin().await;
     Setup { users: Api::namespaced(client.clone(), &ns), pair, client, ns, admin }
-}
-
-fn spec(username: &str) -> MatrixUserSpec {
-    MatrixUserSpec {
-        username: username.into(),
-        display_name: Some(format!("{username} Display")),
-        email: Some(format!("{username}@example.org")),
-        avatar_url: None,
-        enabled: true,
-        admin: false,
-        password_secret_ref: None,
-        deletion_policy: UserDeletionPolicy::Deactivate,
-    }
 }
 
 /// Waits for the Ready condition to have `status` at the current generation; returns (reason, message).
@@ -82,7 +69,7 @@ async fn accounts_are_made_in_mas_with_profile_email_and_pusher_and_renamed() {
     let s = setup("mas-create").await;
     let op = Operator::start(&s.ns, "matrix", &[]);
     let name = unique("ann");
-    s.users.create(&PostParams::default(), &MatrixUser::new("ann", spec(&name))).await.expect("created");
+    s.users.create(&PostParams::default(), &MatrixUser::new("ann", user_spec(&name))).await.expect("created");
     let (_, message) = ready(&s.users, "ann", "True").await;
     assert!(message.contains("MAS"), "the condition says which mode: {message}");
 
@@ -137,7 +124,7 @@ async fn disable_enable_and_the_three_deletion_policies_go_through_mas() {
         ("gone", UserDeletionPolicy::Erase),
     ] {
         let name = unique(object);
-        let mut sp = spec(&name);
+        let mut sp = user_spec(&name);
         sp.deletion_policy = policy;
         s.users.create(&PostParams::default(), &MatrixUser::new(object, sp)).await.expect("created");
         names.push(name);
@@ -216,7 +203,7 @@ async fn a_password_from_a_secret_is_set_in_mas() {
     let _op = Operator::start(&s.ns, "matrix", &[]);
     credentials_secret(&s.client, &s.ns, "pw", &[("password", "correct horse battery")]).await;
     let name = unique("pat");
-    let mut sp = spec(&name);
+    let mut sp = user_spec(&name);
     sp.password_secret_ref = Some(SecretKeyRef { name: "pw".into(), key: "password".into() });
     s.users.create(&PostParams::default(), &MatrixUser::new("pat", sp)).await.expect("created");
     ready(&s.users, "pat", "True").await;
@@ -228,7 +215,7 @@ async fn a_password_from_a_secret_is_set_in_mas() {
 async fn a_revoked_session_is_replaced_and_the_old_one_stays_revoked() {
     let mut s = setup("mas-heal").await;
     let _op = Operator::start(&s.ns, "matrix", &[]);
-    s.users.create(&PostParams::default(), &MatrixUser::new("one", spec(&unique("one")))).await.expect("created");
+    s.users.create(&PostParams::default(), &MatrixUser::new("one", user_spec(&unique("one")))).await.expect("created");
     ready(&s.users, "one", "True").await;
     let (op_id, _) = s.pair.mas.user_by_name(&format!("op-{}", s.ns)).expect("operator account");
     let before = s.pair.mas.active_sessions_of(&op_id);
@@ -236,7 +223,7 @@ async fn a_revoked_session_is_replaced_and_the_old_one_stays_revoked() {
     // Revoked in MAS; a Synapse restart drops its 2-minute introspection cache, so it refuses the token at once.
     s.pair.mas.edit(|st| st.sessions.values_mut().for_each(|x| x.revoked = x.actor == op_id || x.revoked));
     s.pair.synapse.restart().await;
-    s.users.create(&PostParams::default(), &MatrixUser::new("two", spec(&unique("two")))).await.expect("created");
+    s.users.create(&PostParams::default(), &MatrixUser::new("two", user_spec(&unique("two")))).await.expect("created");
     ready(&s.users, "two", "True").await;
     let after = s.pair.mas.active_sessions_of(&op_id);
     assert_eq!(after.len(), 1, "one working session, the revoked one not revived");
@@ -252,7 +239,7 @@ async fn missing_or_wrong_mas_credentials_are_a_clear_condition() {
     let url = s.pair.synapse.url.clone();
     credentials_secret(&s.client, &s.ns, "matrix", &[("serverUrl", &url), ("sharedSecret", "whatever")]).await;
     let op = Operator::start(&s.ns, "matrix", &[]);
-    s.users.create(&PostParams::default(), &MatrixUser::new("amy", spec(&unique("amy")))).await.expect("created");
+    s.users.create(&PostParams::default(), &MatrixUser::new("amy", user_spec(&unique("amy")))).await.expect("created");
     let (reason, message) = ready(&s.users, "amy", "False").await;
     assert_eq!(reason, "CredentialsUnavailable");
     for key in ["masUrl", "masClientId", "masClientSecret", "delegates authentication to MAS"] {
@@ -288,7 +275,7 @@ async fn mas_unreachable_is_a_condition_and_nobody_is_kicked() {
     let _op = Operator::start(&s.ns, "matrix", &["--resync", "3s"]);
     let names: Vec<String> = ["a", "b", "c"].iter().map(|n| unique(n)).collect();
     for (object, name) in ["a", "b", "c"].iter().zip(&names) {
-        s.users.create(&PostParams::default(), &MatrixUser::new(object, spec(name))).await.expect("created");
+        s.users.create(&PostParams::default(), &MatrixUser::new(object, user_spec(name))).await.expect("created");
     }
     let links: Api<SpaceRoomLink> = Api::namespaced(s.client.clone(), &s.ns);
     let link_spec = serde_json::from_value(json!({

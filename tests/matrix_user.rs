@@ -14,19 +14,6 @@ use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn spec(username: &str) -> MatrixUserSpec {
-    MatrixUserSpec {
-        username: username.into(),
-        display_name: Some(format!("{username} Display")),
-        email: Some(format!("{username}@example.org")),
-        avatar_url: None,
-        enabled: true,
-        admin: false,
-        password_secret_ref: None,
-        deletion_policy: UserDeletionPolicy::Deactivate,
-    }
-}
-
 async fn create(api: &Api<MatrixUser>, name: &str, spec: MatrixUserSpec) {
     api.create(&PostParams::default(), &MatrixUser::new(name, spec)).await.expect("MatrixUser created");
 }
@@ -78,7 +65,7 @@ async fn creates_the_account_with_profile_email_and_notification_pusher() {
     let s = setup("mxu-create").await;
     let _op = Operator::start(&s.ns, "matrix", &[]);
     let username = unique("Ann").replace('-', "_");
-    create(&s.api, "ann", spec(&username)).await;
+    create(&s.api, "ann", user_spec(&username)).await;
     let u = ready(&s.api, "ann", "True").await;
 
     let user_id = format!("@{}:{}", username.to_lowercase(), s.server);
@@ -106,7 +93,7 @@ async fn puts_back_a_display_name_and_email_changed_in_synapse() {
     let s = setup("mxu-drift").await;
     let _op = Operator::start(&s.ns, "matrix", &["--resync", "2s"]);
     let username = unique("bob").replace('-', "_");
-    create(&s.api, "bob", spec(&username)).await;
+    create(&s.api, "bob", user_spec(&username)).await;
     let u = ready(&s.api, "bob", "True").await;
     let user_id = u.status.and_then(|st| st.user_id).expect("userId");
 
@@ -130,7 +117,7 @@ async fn spec_changes_reach_synapse() {
     let s = setup("mxu-edit").await;
     let _op = Operator::start(&s.ns, "matrix", &[]);
     let username = unique("cat").replace('-', "_");
-    create(&s.api, "cat", spec(&username)).await;
+    create(&s.api, "cat", user_spec(&username)).await;
     let user_id = ready(&s.api, "cat", "True").await.status.and_then(|st| st.user_id).expect("userId");
 
     let change = json!({"spec": {"displayName": "Catherine", "email": "Catherine@Example.org", "admin": true}});
@@ -156,7 +143,7 @@ async fn disabling_deactivates_and_enabling_reactivates() {
     let s = setup("mxu-enable").await;
     let _op = Operator::start(&s.ns, "matrix", &[]);
     let username = unique("dan").replace('-', "_");
-    create(&s.api, "dan", spec(&username)).await;
+    create(&s.api, "dan", user_spec(&username)).await;
     let user_id = ready(&s.api, "dan", "True").await.status.and_then(|st| st.user_id).expect("userId");
 
     s.api
@@ -189,7 +176,7 @@ async fn deletion_follows_the_deletion_policy() {
         ("off", UserDeletionPolicy::Deactivate),
         ("gone", UserDeletionPolicy::Erase),
     ] {
-        let mut sp = spec(&unique(name).replace('-', "_"));
+        let mut sp = user_spec(&unique(name).replace('-', "_"));
         sp.deletion_policy = policy;
         create(&s.api, name, sp).await;
         ids.push(ready(&s.api, name, "True").await.status.and_then(|st| st.user_id).expect("userId"));
@@ -214,9 +201,9 @@ async fn two_usernames_with_one_localpart_conflict() {
     let s = setup("mxu-conflict").await;
     let _op = Operator::start(&s.ns, "matrix", &[]);
     let base = unique("eve").replace('-', "_");
-    create(&s.api, "first", spec(&base)).await;
+    create(&s.api, "first", user_spec(&base)).await;
     ready(&s.api, "first", "True").await;
-    let mut upper = spec(&base.to_uppercase());
+    let mut upper = user_spec(&base.to_uppercase());
     upper.display_name = Some("Impostor".into());
     create(&s.api, "second", upper).await;
     let u = ready(&s.api, "second", "False").await;
@@ -238,7 +225,7 @@ async fn shared_secret_creation_sets_the_given_password() {
     let _op = Operator::start(&s.ns, "matrix", &["--user-creation", "shared-secret"]);
     credentials_secret(&s.client, &s.ns, "fay-password", &[("password", "fay-password-123")]).await;
     let username = unique("fay").replace('-', "_");
-    let mut sp = spec(&username);
+    let mut sp = user_spec(&username);
     sp.password_secret_ref = Some(SecretKeyRef { name: "fay-password".into(), key: "password".into() });
     create(&s.api, "fay", sp).await;
     let user_id = ready(&s.api, "fay", "True").await.status.and_then(|st| st.user_id).expect("userId");
@@ -255,7 +242,7 @@ async fn shared_secret_creation_sets_the_given_password() {
 async fn sigterm_stops_the_operator_cleanly() {
     let s = setup("mxu-sigterm").await;
     let mut op = Operator::start(&s.ns, "matrix", &[]);
-    create(&s.api, "gil", spec(&unique("gil").replace('-', "_"))).await;
+    create(&s.api, "gil", user_spec(&unique("gil").replace('-', "_"))).await;
     ready(&s.api, "gil", "True").await;
     assert_eq!(op.terminate(Duration::from_secs(10)), Some(true), "{}", op.log_text());
 }

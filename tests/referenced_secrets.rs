@@ -13,7 +13,7 @@ use exo_matrix_operator::crd::{ExoSource, MatrixUser};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-use support::exo::{CREDENTIALS, FakeExo, PASSWORD, USERNAME};
+use support::exo::{CREDENTIALS, FakeExo, credentials_with};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -88,12 +88,7 @@ async fn exo_credentials_fixed_later_are_used_at_once() {
         s.members.insert("12".into(), vec![format!("ann{tag}")]);
     });
     let _op = Operator::start(&ns, "matrix", &[]);
-    let basic_auth = |password: &str| {
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIALS},
-            "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": password}})
-        .to_string()
-    };
-    p.apply(&ns, &basic_auth("wrong-password"));
+    p.apply(&ns, &credentials_with("wrong-password"));
     let sources: Api<ExoSource> = Api::namespaced(client.clone(), &ns);
     // An hour between polls: only the watch can bring the fix in soon.
     let source = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "ExoSource",
@@ -103,7 +98,7 @@ async fn exo_credentials_fixed_later_are_used_at_once() {
     sources.create(&PostParams::default(), &source).await.expect("ExoSource created");
 
     let failed = transition(&sources, "intranet", "Stalled", "True").await;
-    p.apply(&ns, &basic_auth(PASSWORD));
+    p.apply(&ns, &exo.credentials_secret());
     let ready = transition(&sources, "intranet", "Ready", "True").await;
     sooner_than_a_retry(failed, ready, "ExoSource");
 }

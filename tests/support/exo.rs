@@ -113,10 +113,15 @@ impl FakeExo {
 
     /// The basic-auth Secret `CREDENTIALS` that lets an ExoSource in (`kubectl apply` it).
     pub fn credentials_secret(&self) -> String {
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIALS},
-            "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": PASSWORD}})
-        .to_string()
+        credentials_with(PASSWORD)
     }
+}
+
+/// The basic-auth Secret `CREDENTIALS` with `password` (the fake accepts only `PASSWORD`).
+pub fn credentials_with(password: &str) -> String {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIALS},
+        "type": "kubernetes.io/basic-auth", "stringData": {"username": USERNAME, "password": password}})
+    .to_string()
 }
 
 impl State {

@@ -241,6 +241,20 @@ pub fn service_account_kubeconfig(ns: &str, sa: &str) -> String {
     path
 }
 
+/// A MatrixUser spec as most tests want it: display name and email made from the username, no password.
+pub fn user_spec(username: &str) -> exo_matrix_operator::crd::MatrixUserSpec {
+    exo_matrix_operator::crd::MatrixUserSpec {
+        username: username.into(),
+        display_name: Some(format!("{username} Display")),
+        email: Some(format!("{username}@example.org")),
+        avatar_url: None,
+        enabled: true,
+        admin: false,
+        password_secret_ref: None,
+        deletion_policy: exo_matrix_operator::crd::UserDeletionPolicy::Deactivate,
+    }
+}
+
 /// Creates the credentials Secret `name` in `ns` from key/value pairs.
 pub async fn credentials_secret(client: &Client, ns: &str, name: &str, pairs: &[(&str, &str)]) {
     use k8s_openapi::api::core::v1::Secret;
