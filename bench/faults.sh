@@ -14,8 +14,10 @@ export FAULT_SPACES=${FAULT_SPACES:-30}
 export FAULT_MEMBERS_MIN=${FAULT_MEMBERS_MIN:-10}
 export FAULT_MEMBERS_MAX=${FAULT_MEMBERS_MAX:-40}
 export FAULT_KILLS=${FAULT_KILLS:-20}
-# Longer than a failure needs (60 s) to be named as lasting plus the longest retry wait (30 s).
+# Longer than a failure needs to be named as lasting (the operator's default, 60 s) plus the longest
+# retry wait (30 s).
 export FAULT_SYNAPSE_DOWN=${FAULT_SYNAPSE_DOWN:-100}
+export FAULT_LASTING=${FAULT_LASTING:-60}
 export FAULT_APISERVER_DOWN=${FAULT_APISERVER_DOWN:-10}
 export FAULT_EXO_SECS=${FAULT_EXO_SECS:-25}
 export FAULT_INTERVAL=${FAULT_INTERVAL:-10}

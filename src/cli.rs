@@ -57,6 +57,11 @@ pub struct RunArgs {
     #[arg(long, env = "EXO_MATRIX_ACCOUNT_CHECK", default_value = "6h", value_parser = parse_duration)]
     pub account_check: std::time::Duration,
 
+    /// An object failing for this long says since when in its Ready message ("not Ready since <t>"), so an
+    /// outage reads differently from a blip and alerts can match it.
+    #[arg(long, env = "EXO_MATRIX_LASTING_FAILURE", default_value = "60s", value_parser = parse_duration)]
+    pub lasting_failure: std::time::Duration,
+
     /// How accounts are created: through the admin API (no password, fast) or by
     /// shared-secret registration (the original addon's way; bcrypt-bound).
     #[arg(long, value_enum, default_value = "admin-api")]
@@ -195,6 +200,7 @@ impl RunArgs {
                 join_concurrency: self.join_concurrency.max(1),
                 exo_max_drop: self.exo_max_drop.clamp(0.0, 1.0),
                 account_check: self.account_check,
+                lasting_failure: self.lasting_failure,
             },
         }
     }

@@ -52,6 +52,8 @@ pub struct Settings {
     /// How often each account's email addresses and email pushers (which the bulk account list does not
     /// show) are read; the profile itself is checked every resync through the bulk list.
     pub account_check: Duration,
+    /// A failure lasting this long says since when in the Ready message.
+    pub lasting_failure: Duration,
 }
 
 /// Shared by all reconciles.

@@ -117,7 +117,8 @@ pub async fn record_failure<K: Reconciled>(obj: &K, ctx: &Context, mut status: K
     let progress = err.progress();
     let message = progress.message().to_owned();
     // The condition says since when a lasting failure lasts; the Event keeps the plain message (one series).
-    let progress = super::lasting::lasting(status.conditions_mut(), progress, jiff::Timestamp::now());
+    let after = jiff::SignedDuration::try_from(ctx.settings.lasting_failure).unwrap_or(super::lasting::LASTING);
+    let progress = super::lasting::lasting(status.conditions_mut(), progress, jiff::Timestamp::now(), after);
     let (kind, name, ns) = (K::kind(&()), obj.name_any(), obj.namespace());
     tracing::warn!(%kind, %name, namespace = ?ns, class = ?err.class(), error = %message, "reconcile failed");
     if let Err(e) = show(obj, ctx, &mut status, progress).await {

@@ -174,7 +174,8 @@ async fn faults_leave_one_room_per_space_every_member_and_nobody_wrongly_kicked(
         server: p.server_name().to_owned(),
     };
     let resync = format!("{}s", size.interval_secs);
-    let operator = Supervisor { op: None, ns: ns.clone(), args: vec!["--resync".into(), resync], exits: 0 };
+    let args = vec!["--resync".into(), resync, "--lasting-failure".into(), format!("{}s", size.lasting_secs)];
+    let operator = Supervisor { op: None, ns: ns.clone(), args, exits: 0 };
     let timeout = Duration::from_secs(std::env::var("FAULT_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(300));
     let mut campaign = Campaign { size, world, checker, operator, records: Vec::new(), timeout };
 

@@ -19,6 +19,8 @@ pub struct Size {
     pub seed: u64,
     /// How long Synapse stays stopped.
     pub synapse_down_secs: u64,
+    /// The operator's `--lasting-failure`: links must say since when within the Synapse outage.
+    pub lasting_secs: u64,
     /// How long the kube-apiserver stays stopped.
     pub apiserver_down_secs: u64,
     /// How long each eXo fault lasts.
@@ -43,7 +45,8 @@ impl Size {
             members: (env_or("FAULT_MEMBERS_MIN", 5), env_or("FAULT_MEMBERS_MAX", 15)),
             kills: env_or("FAULT_KILLS", 5),
             seed: env_or("FAULT_SEED", (nanos as u64) % 1_000_000),
-            synapse_down_secs: env_or("FAULT_SYNAPSE_DOWN", 10),
+            synapse_down_secs: env_or("FAULT_SYNAPSE_DOWN", 20),
+            lasting_secs: env_or("FAULT_LASTING", 5),
             apiserver_down_secs: env_or("FAULT_APISERVER_DOWN", 5),
             exo_fault_secs: env_or("FAULT_EXO_SECS", 6),
             interval_secs: env_or("FAULT_INTERVAL", 2),
