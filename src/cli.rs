@@ -92,6 +92,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4)]
     pub join_concurrency: usize,
 
+    /// A new room's first members cost one Synapse event each instead of two (invite + join): the room is
+    /// created without its alias, its id kept out of the link's status, opened (`public`) while they are
+    /// joined, then closed, cleared of anyone unlisted, and only then published. See the README's trade-off.
+    #[arg(long, env = "EXO_MATRIX_ONE_EVENT_JOINS")]
+    pub one_event_joins: bool,
+
     /// Serve /healthz, /readyz and /metrics on this address (e.g. 0.0.0.0:8080); off when absent.
     #[arg(long, env = "EXO_MATRIX_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -198,6 +204,7 @@ impl RunArgs {
                     max_share: self.max_kick_share.clamp(0.0, 1.0),
                 },
                 join_concurrency: self.join_concurrency.max(1),
+                one_event_joins: self.one_event_joins,
                 exo_max_drop: self.exo_max_drop.clamp(0.0, 1.0),
                 account_check: self.account_check,
                 lasting_failure: self.lasting_failure,

@@ -47,6 +47,8 @@ pub struct Settings {
     pub blast_radius: crate::plan::room::BlastRadius,
     /// Joins into one room run at most this many at a time.
     pub join_concurrency: usize,
+    /// Populate new rooms through the private window (`plan::creation`): one event per first member.
+    pub one_event_joins: bool,
     /// An eXo answer with more than this share fewer spaces or users than the last good one is not acted on.
     pub exo_max_drop: f64,
     /// How often each account's email addresses and email pushers (which the bulk account list does not

@@ -1,6 +1,7 @@
 //! Pure decisions: compare what a resource wants with what Synapse shows and
 //! return the calls that close the gap. No I/O here.
 
+pub mod creation;
 pub mod members;
 pub mod room;
 pub mod source;

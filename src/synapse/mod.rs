@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod directory;
 mod error;
 mod mode;
 mod register;

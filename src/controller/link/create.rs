@@ -1,16 +1,19 @@
 //! Finding a link's room: already known, linked by id, or created idempotently.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
-use super::{desired_room, resolve_members, write_status};
+use super::{desired_room, resolve_members, window, write_status};
 use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{SpaceRoomLink, SpaceRoomLinkStatus};
 use crate::plan::AvatarWish;
+use crate::plan::creation::{self, Population};
+use crate::plan::members::Members;
 use crate::plan::room::{self, MARKER_TYPE};
 use crate::session::Session;
 use crate::synapse::{CreateRoom, StateEvent};
@@ -57,22 +60,73 @@ pub(super) async fn room_of(
         return Ok(None);
     }
     let alias = alias_of(link, ctx, session);
+    // A room recorded privately by an earlier pass whose alias is not out yet: its
+    // population window may still be open (a crash, a failure). Close it before anything else.
+    if let Some(id) = window::recorded(link, ctx, session).await? {
+        if admin.resolve_alias(&alias).await.map_err(Error::synapse("resolving the room alias"))? != Some(id.clone()) {
+            window::close(link, ctx, session, &id).await?;
+            window::publish_alias(session, &id, &alias).await?;
+            publish(ctx, link, EventType::Normal, "RoomCreated", &format!("created room {id} ({alias})")).await;
+        }
+        record_room(link, ctx, status, &id, Some(&alias)).await?;
+        return Ok(Some(id));
+    }
     if let Some(id) = adoptable(link, session, &alias).await? {
         record_room(link, ctx, status, &id, Some(&alias)).await?;
         return Ok(Some(id));
     }
-    let request = create_request(link, ctx, session).await?;
-    let id = match admin.create_room(&request).await {
-        Ok(id) => id,
+    let members = resolve_members(link, ctx).await?;
+    let population = creation::population(ctx.settings.one_event_joins, members.members.len());
+    let request = create_request(link, ctx, session, members.clone(), population).await?;
+    let id = match (admin.create_room(&request).await, population) {
+        (Ok(id), _) => id,
         // createRoom is not atomic: a failed one may still have made the room and its alias.
-        Err(e) => match adoptable(link, session, &alias).await? {
+        (Err(e), Population::Ordinary) => match adoptable(link, session, &alias).await? {
             Some(id) => id,
             None => return Err(Error::synapse("creating the room")(e)),
         },
+        // Without an alias or a record, a half-made room is an invite-only room nobody is in: left alone.
+        (Err(e), Population::Window) => return Err(Error::synapse("creating the room")(e)),
     };
+    if population == Population::Window {
+        window::populate(link, ctx, session, &id, &members.members).await?;
+        window::publish_alias(session, &id, &alias).await?;
+    }
     publish(ctx, link, EventType::Normal, "RoomCreated", &format!("created room {id} ({alias})")).await;
     record_room(link, ctx, status, &id, Some(&alias)).await?;
     Ok(Some(id))
+}
+
+/// The `RoomReady` reason while creation is held for accounts being made.
+pub(super) const HOLDING: &str = "WaitingForAccounts";
+
+pub(super) fn holding(status: &SpaceRoomLinkStatus) -> bool {
+    status.conditions.iter().any(|c| c.type_ == "RoomReady" && c.status == "False" && c.reason == HOLDING)
+}
+
+/// Whether to hold the room's creation for listed people whose accounts are being
+/// made right now (see `creation::hold_creation`); `Some(how many)` when so.
+pub(super) fn accounts_in_progress(link: &SpaceRoomLink, ctx: &Context) -> Option<usize> {
+    let unborn = link.status.as_ref().is_none_or(|s| s.room_id.is_none()) && link.spec.room_id.is_none();
+    if !unborn || !link.spec.create || link.spec.suspend {
+        return None;
+    }
+    let listed: BTreeSet<&String> = link.spec.members.iter().chain(&link.spec.managers).collect();
+    let in_progress = ctx
+        .users
+        .as_ref()
+        .map(|s| s.state())
+        .unwrap_or_default()
+        .iter()
+        .filter(|u| u.namespace() == link.namespace() && listed.contains(&u.spec.username))
+        .filter(|u| u.spec.enabled && u.metadata.deletion_timestamp.is_none())
+        .filter(|u| u.status.as_ref().is_none_or(|s| s.observed_generation.is_none() && s.user_id.is_none()))
+        .count();
+    let age = link
+        .creation_timestamp()
+        .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
+        .unwrap_or_default();
+    creation::hold_creation(in_progress, age).then_some(in_progress)
 }
 
 /// The room behind the alias, if this operator made it for this link.
@@ -83,13 +137,18 @@ async fn adoptable(link: &SpaceRoomLink, session: &Session, alias: &str) -> Resu
     adopt_by_alias(session, &Claim { what: "room", alias, marker: (MARKER_TYPE, sgid, &marker), remedy }).await
 }
 
-async fn create_request(link: &SpaceRoomLink, ctx: &Context, session: &Session) -> Result<CreateRoom, Error> {
-    let version = session.admin.default_room_version().await.map_err(Error::synapse("reading the room versions"))?;
+async fn create_request(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    m: Members,
+    population: Population,
+) -> Result<CreateRoom, Error> {
+    let version = default_room_version(session).await?;
     let creators: BTreeSet<String> =
         if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
-    // Members and avatar come in the first reconcile after creation; the power
-    // levels and all state go into createRoom itself.
-    let m = resolve_members(link, ctx).await?;
+    // Members (unless populated in the window) and avatar come in the first reconcile after
+    // creation; the power levels, with every manager known now, and all state go into createRoom.
     let desired = desired_room(link, session, "", m, AvatarWish::Leave);
     let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
     let mut power_levels = room::desired_power_levels(&desired, &base, &creators);
@@ -111,12 +170,26 @@ async fn create_request(link: &SpaceRoomLink, ctx: &Context, session: &Session) 
         preset: Some("private_chat"),
         room_version: Some(version),
         name: link.spec.display_name.clone(),
-        room_alias_name: Some(format!("{}{}", ctx.settings.alias_prefix, link.spec.space_group_id)),
+        // In the window the alias, which anyone can guess, comes only once the room is closed again.
+        room_alias_name: (population == Population::Ordinary)
+            .then(|| format!("{}{}", ctx.settings.alias_prefix, link.spec.space_group_id)),
         visibility: Some("private"),
         initial_state,
         power_level_content_override: Some(power_levels),
         ..CreateRoom::default()
     })
+}
+
+/// The room version new rooms get, read once per homeserver: it changes only with Synapse's configuration.
+async fn default_room_version(session: &Session) -> Result<String, Error> {
+    static KNOWN: std::sync::Mutex<BTreeMap<String, String>> = std::sync::Mutex::new(BTreeMap::new());
+    let key = session.admin.base_url().to_string();
+    if let Some(v) = KNOWN.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(v.clone());
+    }
+    let version = session.admin.default_room_version().await.map_err(Error::synapse("reading the room versions"))?;
+    KNOWN.lock().unwrap_or_else(|p| p.into_inner()).insert(key, version.clone());
+    Ok(version)
 }
 
 async fn record_room(

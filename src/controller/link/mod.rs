@@ -3,6 +3,7 @@
 mod create;
 mod delete;
 pub mod leave;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,6 +122,10 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     ctx.caches_ready().await?;
     let mut status = status::begin(link);
     sync(link, ctx, &session, &mut status).await?;
+    if create::holding(&status) {
+        // Woken as each account gets its id (see `ReadinessCache`), but one that fails wakes nobody: look again soon.
+        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+    }
     Ok(ctx.resync())
 }
 
@@ -191,6 +196,12 @@ async fn find_room(
     status: &mut SpaceRoomLinkStatus,
 ) -> Result<Option<String>, Error> {
     let generation = link.metadata.generation;
+    if let Some(n) = create::accounts_in_progress(link, ctx) {
+        let message = format!("waiting for {n} listed people's accounts being created, to create the room with them");
+        conditions::set(&mut status.conditions, "RoomReady", false, create::HOLDING, &message, generation);
+        status::show(link, ctx, status, Progress::reconciling(create::HOLDING, message)).await?;
+        return Ok(None);
+    }
     if let Some(id) = create::room_of(link, ctx, session, status).await? {
         conditions::set(&mut status.conditions, "RoomReady", true, "RoomLinked", &format!("room {id}"), generation);
         return Ok(Some(id));
