@@ -27,9 +27,13 @@ struct Args {
     /// Shrinks users and rooms (not room size), e.g. 0.1 for a quick run.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Which contenders, in this order.
+    /// Which contenders, in this order: operator, operator-oej (the operator with --one-event-joins),
+    /// minimal, addon.
     #[arg(long, value_delimiter = ',', default_value = "operator,minimal,addon")]
     contenders: Vec<String>,
+    /// More flags for every operator contender, space-separated (e.g. "--join-concurrency 8").
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    operator_flags: String,
     /// The operator's resync during the restart and quiet period.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     quiet_resync: Duration,
@@ -74,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     for who in &args.contenders {
         eprintln!("bench: {who}: starting a fresh platform");
         let row = match who.as_str() {
-            "operator" => run_operator(&s, &args, &mut extra).await,
+            "operator" | "operator-oej" => run_operator(&s, &args, who, &mut extra).await,
             "minimal" | "addon" => run_client(&s, who).await,
             other => anyhow::bail!("unknown contender {other}"),
         }
@@ -144,9 +148,14 @@ fn row(
 async fn run_operator(
     s: &Scenario,
     args: &Args,
+    who: &str,
     extra: &mut serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<Row> {
-    let p = Platform::fresh("operator", true)?;
+    let mut flags: Vec<String> = args.operator_flags.split_whitespace().map(str::to_owned).collect();
+    if who == "operator-oej" {
+        flags.push("--one-event-joins".into());
+    }
+    let p = Platform::fresh(who, true)?;
     let result = async {
         let kube = operator::kube(&p).await?;
         let applied = Instant::now();
@@ -155,7 +164,7 @@ async fn run_operator(
         let pid = p.synapse_pid()?;
         let cpu0 = cpu_seconds(pid);
         let started = Instant::now();
-        let op = operator::Operator::start(&p, "1h", "operator-converge.log")?;
+        let op = operator::Operator::start(&p, "1h", "operator-converge.log", &flags)?;
         let rooms = operator::wait_converged(&kube, s, args.timeout).await;
         let usage = operator::usage(started, pid, cpu0, &op, 0.0);
         let m = op.scrape().await?;
@@ -165,7 +174,7 @@ async fn run_operator(
         let checker = Client::admin(p.var("SYNAPSE_URL")?, p.var("SYNAPSE_SHARED_SECRET")?, "benchchecker").await?;
         let problems = client::verify(&checker, s, &rooms, 50).await?;
         let r = row(
-            "operator",
+            who,
             usage.seconds,
             &by_endpoint,
             usage.synapse_cpu,
@@ -173,7 +182,10 @@ async fn run_operator(
             Some(usage.peak_rss_mib),
             problems,
         );
-        quiet(&p, &kube, s, args, extra).await?;
+        // The restart and quiet period do not depend on how rooms were first populated: measured once.
+        if !extra.contains_key("quiet") {
+            quiet(&p, &kube, s, args, &flags, extra).await?;
+        }
         Ok(r)
     }
     .await;
@@ -187,13 +199,15 @@ async fn quiet(
     kube: &kube::Client,
     s: &Scenario,
     args: &Args,
+    flags: &[String],
     extra: &mut serde_json::Map<String, serde_json::Value>,
 ) -> anyhow::Result<()> {
     let resync = args.quiet_resync;
     let pid = p.synapse_pid()?;
     let (cpu0, writes0) = (cpu_seconds(pid), kube_writes(kube).await?);
     let started = Instant::now();
-    let op = operator::Operator::start(p, &humantime::format_duration(resync).to_string(), "operator-quiet.log")?;
+    let op =
+        operator::Operator::start(p, &humantime::format_duration(resync).to_string(), "operator-quiet.log", flags)?;
     let calm = Duration::from_secs(3);
     let m0 = operator::wait_settled(&op, 0.0, s.objects(), calm).await?;
     let restart = operator::usage(started, pid, cpu0, &op, 0.0);
@@ -304,10 +318,11 @@ fn print_table(rows: &[Row]) {
         );
     }
     let find = |n: &str| rows.iter().find(|r| r.contender == n);
-    if let Some(op) = find("operator") {
+    for op in ["operator", "operator-oej"].into_iter().filter_map(find) {
         for other in ["minimal", "addon"].into_iter().filter_map(find) {
             println!(
-                "operator / {}: time {:.2}×, calls {:.2}×, Synapse CPU {:.2}×",
+                "{} / {}: time {:.2}×, calls {:.2}×, Synapse CPU {:.2}×",
+                op.contender,
                 other.contender,
                 op.seconds / other.seconds,
                 op.calls as f64 / other.calls as f64,

@@ -100,13 +100,15 @@ pub struct Operator {
 }
 
 impl Operator {
-    pub fn start(p: &Platform, resync: &str, log_name: &str) -> anyhow::Result<Operator> {
+    /// The release binary with `--resync resync` and the `extra` flags (e.g. `--one-event-joins`).
+    pub fn start(p: &Platform, resync: &str, log_name: &str, extra: &[String]) -> anyhow::Result<Operator> {
         let port = free_port()?;
         let log = std::fs::File::create(p.dir().join(log_name))?;
         let bin = repo_root().join("target/release/exo-matrix-operator");
         let child = Command::new(&bin)
             .args(["run", "--namespace", NS, "--credentials-secret", &format!("{NS}/matrix")])
             .args(["--resync", resync, "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("KUBECONFIG", p.var("KUBECONFIG")?)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone()?)
