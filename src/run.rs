@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -111,7 +111,8 @@ pub async fn run(
 
     let (leading_tx, leading) = watch::channel(cfg.lease.is_none());
     let (session_tx, session_rx) = watch::channel(SessionState::Starting);
-    let (users, caches_ready) = user_cache(api::<MatrixUser>(&client, &cfg.namespace));
+    let user_index = Arc::new(controller::user_index::UserIndex::default());
+    let (users, caches_ready) = user_cache(api::<MatrixUser>(&client, &cfg.namespace), user_index.clone());
     let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
     let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config.clone());
@@ -215,6 +216,7 @@ pub async fn run(
         caches_ready,
         session_refresh,
         backoffs: Default::default(),
+        user_index,
         directory: Default::default(),
         avatars: Default::default(),
     });
@@ -289,10 +291,14 @@ pub async fn run(
 
 /// A reflector over MatrixUsers driven by its own task, with a flag that turns
 /// true once the first full list is in.
-fn user_cache(api: Api<MatrixUser>) -> (reflector::Store<MatrixUser>, tokio::sync::watch::Receiver<bool>) {
+fn user_cache(
+    api: Api<MatrixUser>,
+    index: Arc<controller::user_index::UserIndex>,
+) -> (reflector::Store<MatrixUser>, tokio::sync::watch::Receiver<bool>) {
     let (reader, writer) = reflector::store();
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let stream = reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let events = watcher(api, watcher::Config::default()).default_backoff().inspect_ok(move |e| index.observe(e));
+    let stream = reflector(writer, events);
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {

@@ -13,6 +13,7 @@ pub mod source;
 pub mod space;
 pub mod status;
 pub mod user;
+pub mod user_index;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,8 @@ pub struct Context {
     pub session_refresh: Arc<tokio::sync::Notify>,
     /// Consecutive failures per object, for exponential backoff.
     pub backoffs: Backoffs,
+    /// MatrixUsers by localpart and by (namespace, username), fed by the MatrixUser watch.
+    pub user_index: Arc<user_index::UserIndex>,
     /// Every Synapse account, listed in bulk once per resync.
     pub directory: directory::UserDirectory,
     /// Avatar download validators, for conditional requests.

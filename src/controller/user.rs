@@ -5,13 +5,14 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::conditions::{self, Progress};
 use super::directory::Listing;
 use super::status::{self, publish};
+use super::user_index::UserIndex;
 use super::{Context, Error, UserCreation, avatar};
 use crate::crd::{MatrixUser, UserDeletionPolicy};
 use crate::ids;
@@ -31,14 +32,13 @@ pub async fn reconcile(user: Arc<MatrixUser>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// The owner of a localpart is the oldest MatrixUser claiming it; the others conflict.
-pub fn localpart_owner(user: &MatrixUser, all: &Store<MatrixUser>) -> Option<Arc<MatrixUser>> {
-    let localpart = ids::localpart(&user.spec.username);
-    let key = |u: &MatrixUser| (u.creation_timestamp().map(|t| t.0), u.namespace(), u.name_any());
-    all.state()
-        .into_iter()
-        .filter(|u| ids::localpart(&u.spec.username) == localpart)
-        .min_by_key(|u| key(u))
-        .filter(|owner| owner.uid() != user.uid())
+pub fn localpart_owner(user: &MatrixUser, index: &UserIndex, all: &Store<MatrixUser>) -> Option<Arc<MatrixUser>> {
+    // Looked up through the index: scanning every MatrixUser per reconcile made a resync O(users²).
+    let (ns, name, uid) = index.owner(&ids::localpart(&user.spec.username))?;
+    if user.uid().as_deref() == Some(uid.as_str()) {
+        return None;
+    }
+    all.get(&ObjectRef::new(&name).within(&ns))
 }
 
 async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
@@ -48,7 +48,7 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     let mut status = status::begin(user);
     let generation = user.metadata.generation;
 
-    if let Some(owner) = ctx.users.as_ref().and_then(|store| localpart_owner(user, store)) {
+    if let Some(owner) = ctx.users.as_ref().and_then(|store| localpart_owner(user, &ctx.user_index, store)) {
         let localpart = ids::localpart(&user.spec.username);
         let message = format!(
             "Matrix localpart {localpart:?} is already claimed by MatrixUser {}/{} (username {:?}); nothing is changed for this object",

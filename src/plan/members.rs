@@ -40,15 +40,14 @@ pub struct Members {
 }
 
 /// Maps the link's `members` and `managers` (usernames) through the
-/// `MatrixUser`s of the link's namespace (`local`); `all` is every watched
-/// `MatrixUser`, which decides what is managed.
+/// `MatrixUser`s of the link's namespace (`local`, at least those listed); `managed` is every account a
+/// watched `MatrixUser` stands for.
 pub fn resolve(
     listed_members: &[String],
     listed_managers: &[String],
     local: &[UserFacts],
-    all: &[UserFacts],
+    managed: BTreeSet<String>,
 ) -> Members {
-    let managed = all.iter().filter_map(|u| u.user_id.clone()).collect();
     let listed: BTreeSet<&String> = listed_members.iter().chain(listed_managers).collect();
     let managers: BTreeSet<&String> = listed_managers.iter().collect();
     let by_username: BTreeMap<&str, &UserFacts> = local.iter().map(|u| (u.username.as_str(), u)).collect();
@@ -75,6 +74,10 @@ mod tests {
         UserFacts { username: name.into(), user_id: id.map(str::to_owned), enabled, deleting }
     }
 
+    fn ids(users: &[UserFacts]) -> BTreeSet<String> {
+        users.iter().filter_map(|u| u.user_id.clone()).collect()
+    }
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -87,7 +90,7 @@ mod tests {
     fn an_account_with_an_id_stays_a_member_whatever_its_health() {
         // `UserFacts` has no readiness at all: a failing reconcile cannot change the answer.
         let users = [user("ann", Some("@ann:x"), true, false), user("bob", Some("@bob:x"), true, false)];
-        let m = resolve(&names(&["ann", "bob"]), &names(&["bob"]), &users, &users);
+        let m = resolve(&names(&["ann", "bob"]), &names(&["bob"]), &users, ids(&users));
         assert_eq!(m.members, set(&["@ann:x", "@bob:x"]));
         assert_eq!(m.managers, set(&["@bob:x"]));
         assert!(m.pending.is_empty());
@@ -101,7 +104,7 @@ mod tests {
             user("cid", Some("@cid:x"), true, false),  // no longer listed
             user("dan", Some("@dan:x"), true, false),
         ];
-        let m = resolve(&names(&["ann", "bob", "dan"]), &names(&["bob"]), &users, &users);
+        let m = resolve(&names(&["ann", "bob", "dan"]), &names(&["bob"]), &users, ids(&users));
         assert_eq!(m.members, set(&["@dan:x"]));
         assert!(m.managers.is_empty(), "a deleted manager is demoted");
         assert_eq!(m.pending, names(&["ann", "bob"]));
@@ -111,7 +114,7 @@ mod tests {
     #[test]
     fn a_person_without_an_account_yet_is_pending_and_not_managed() {
         let users = [user("eve", None, true, false)];
-        let m = resolve(&names(&["eve", "fay"]), &[], &users, &users);
+        let m = resolve(&names(&["eve", "fay"]), &[], &users, ids(&users));
         assert!(m.members.is_empty());
         assert_eq!(m.pending, names(&["eve", "fay"]));
         assert!(m.managed.is_empty(), "nobody without an id can be kicked");
@@ -121,7 +124,7 @@ mod tests {
     fn only_the_links_namespace_maps_usernames_but_every_account_is_managed() {
         let here = [user("ann", Some("@ann:x"), true, false)];
         let all = [here[0].clone(), user("gus", Some("@gus:x"), true, false)];
-        let m = resolve(&names(&["ann", "gus"]), &[], &here, &all);
+        let m = resolve(&names(&["ann", "gus"]), &[], &here, ids(&all));
         assert_eq!(m.members, set(&["@ann:x"]));
         assert_eq!(m.pending, names(&["gus"]));
         assert!(m.managed.contains("@gus:x"));

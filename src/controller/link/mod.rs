@@ -102,18 +102,32 @@ fn conflicting_owner(link: &SpaceRoomLink, ctx: &Context) -> Option<Arc<SpaceRoo
 /// being deleted along with its ExoSource, and kept by it (see `cascade`), counts as gone already:
 /// neither added nor removed. Else one `kubectl delete exo` would empty every room.
 pub(super) async fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Result<Members, Error> {
-    let mut users = ctx.users.as_ref().map(|s| s.state()).unwrap_or_default();
+    let Some(store) = &ctx.users else { return Ok(Members::default()) };
     let mut sources = crate::controller::cascade::Sources::default();
     let mut kept = std::collections::BTreeSet::new();
-    for user in users.iter().filter(|u| u.metadata.deletion_timestamp.is_some()) {
+    for user in store.state().iter().filter(|u| u.metadata.deletion_timestamp.is_some()) {
         if sources.retained(&**user, ctx).await?.is_some() {
             kept.insert(user.uid());
         }
     }
-    users.retain(|u| !kept.contains(&u.uid()));
-    let all: Vec<UserFacts> = users.iter().map(|u| facts(u)).collect();
-    let local: Vec<UserFacts> = users.iter().filter(|u| u.namespace() == link.namespace()).map(|u| facts(u)).collect();
-    Ok(members::resolve(&link.spec.members, &link.spec.managers, &local, &all))
+    // Listed people through the index: scanning every MatrixUser per link made a resync O(users × links).
+    let ns = link.namespace().unwrap_or_default();
+    let listed: Vec<Arc<MatrixUser>> = link
+        .spec
+        .members
+        .iter()
+        .chain(&link.spec.managers)
+        .flat_map(|username| ctx.user_index.named(&ns, username))
+        .filter_map(|name| store.get(&ObjectRef::new(&name).within(&ns)))
+        .collect();
+    let local: Vec<UserFacts> = listed.iter().filter(|u| !kept.contains(&u.uid())).map(|u| facts(u)).collect();
+    let mut managed = ctx.user_index.managed();
+    for user in store.state().iter().filter(|u| kept.contains(&u.uid())) {
+        if let Some(id) = user.status.as_ref().and_then(|s| s.user_id.as_ref()) {
+            managed.remove(id);
+        }
+    }
+    Ok(members::resolve(&link.spec.members, &link.spec.managers, &local, managed))
 }
 
 async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {

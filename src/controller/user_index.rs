@@ -1,0 +1,181 @@
+//! MatrixUsers by Matrix localpart and by (namespace, username), and the accounts they stand for, kept up
+//! to date from the MatrixUser watch: a reconcile looks up what it needs instead of scanning every object
+//! (which made a resync O(users²)).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
+
+use kube::ResourceExt;
+use kube::runtime::watcher;
+
+use crate::crd::MatrixUser;
+use crate::ids;
+
+/// Oldest first: the owner of a localpart is the first key of its set.
+type OwnerKey = (Option<jiff::Timestamp>, String, String, String);
+
+#[derive(Default)]
+pub struct UserIndex {
+    current: RwLock<Inner>,
+    /// Filled during a (re)list, swapped in when it is complete.
+    pending: RwLock<Option<Inner>>,
+}
+
+#[derive(Default, Clone)]
+struct Inner {
+    by_uid: BTreeMap<String, Entry>,
+    by_localpart: BTreeMap<String, BTreeSet<OwnerKey>>,
+    by_username: BTreeMap<(String, String), BTreeSet<String>>,
+    /// Accounts a MatrixUser stands for (`status.userId`), with how many do.
+    managed: BTreeMap<String, usize>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    key: OwnerKey,
+    localpart: String,
+    username: (String, String),
+    user_id: Option<String>,
+}
+
+impl Inner {
+    fn insert(&mut self, user: &MatrixUser) {
+        let uid = user.uid().unwrap_or_else(|| format!("{:?}/{}", user.namespace(), user.name_any()));
+        self.remove(&uid);
+        let ns = user.namespace().unwrap_or_default();
+        let entry = Entry {
+            key: (user.creation_timestamp().map(|t| t.0), ns.clone(), user.name_any(), uid.clone()),
+            localpart: ids::localpart(&user.spec.username),
+            username: (ns, user.spec.username.clone()),
+            user_id: user.status.as_ref().and_then(|s| s.user_id.clone()),
+        };
+        self.by_localpart.entry(entry.localpart.clone()).or_default().insert(entry.key.clone());
+        self.by_username.entry(entry.username.clone()).or_default().insert(user.name_any());
+        if let Some(id) = &entry.user_id {
+            *self.managed.entry(id.clone()).or_default() += 1;
+        }
+        self.by_uid.insert(uid, entry);
+    }
+
+    fn remove(&mut self, uid: &str) {
+        let Some(old) = self.by_uid.remove(uid) else { return };
+        if let Some(set) = self.by_localpart.get_mut(&old.localpart) {
+            set.remove(&old.key);
+            if set.is_empty() {
+                self.by_localpart.remove(&old.localpart);
+            }
+        }
+        if let Some(set) = self.by_username.get_mut(&old.username) {
+            set.remove(&old.key.2);
+            if set.is_empty() {
+                self.by_username.remove(&old.username);
+            }
+        }
+        if let Some(id) = &old.user_id
+            && let Some(n) = self.managed.get_mut(id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.managed.remove(id);
+            }
+        }
+    }
+}
+
+impl UserIndex {
+    /// Follows one event of the MatrixUser watch.
+    pub fn observe(&self, event: &watcher::Event<MatrixUser>) {
+        match event {
+            watcher::Event::Apply(u) => write(&self.current).insert(u),
+            watcher::Event::Delete(u) => {
+                let uid = u.uid().unwrap_or_else(|| format!("{:?}/{}", u.namespace(), u.name_any()));
+                write(&self.current).remove(&uid)
+            }
+            watcher::Event::Init => *write(&self.pending) = Some(Inner::default()),
+            watcher::Event::InitApply(u) => write(&self.pending).get_or_insert_with(Inner::default).insert(u),
+            watcher::Event::InitDone => {
+                if let Some(fresh) = write(&self.pending).take() {
+                    *write(&self.current) = fresh;
+                }
+            }
+        }
+    }
+
+    /// The oldest MatrixUser claiming `localpart`: (namespace, name, uid).
+    pub fn owner(&self, localpart: &str) -> Option<(String, String, String)> {
+        let inner = read(&self.current);
+        let (_, ns, name, uid) = inner.by_localpart.get(localpart)?.first()?.clone();
+        Some((ns, name, uid))
+    }
+
+    /// Names of the MatrixUsers of `namespace` with this username.
+    pub fn named(&self, namespace: &str, username: &str) -> Vec<String> {
+        let inner = read(&self.current);
+        inner
+            .by_username
+            .get(&(namespace.to_owned(), username.to_owned()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every account a MatrixUser stands for.
+    pub fn managed(&self) -> BTreeSet<String> {
+        read(&self.current).managed.keys().cloned().collect()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::MatrixUserSpec;
+
+    fn user(ns: &str, name: &str, username: &str, created: i64, id: Option<&str>) -> MatrixUser {
+        let spec: MatrixUserSpec = serde_json::from_value(serde_json::json!({"username": username})).expect("spec");
+        let mut u = MatrixUser::new(name, spec);
+        u.metadata.namespace = Some(ns.into());
+        u.metadata.uid = Some(format!("{ns}-{name}"));
+        u.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::from_second(created).expect("ts"),
+        ));
+        u.status = id.map(|i| crate::crd::MatrixUserStatus { user_id: Some(i.into()), ..Default::default() });
+        u
+    }
+
+    #[test]
+    fn the_oldest_claim_owns_a_localpart_and_deletes_and_relists_are_followed() {
+        let index = UserIndex::default();
+        let (old, young) = (user("a", "mary", "Mary", 10, Some("@mary:x")), user("b", "mary2", "mary", 20, None));
+        index.observe(&watcher::Event::Apply(young.clone()));
+        index.observe(&watcher::Event::Apply(old.clone()));
+        assert_eq!(index.owner("mary"), Some(("a".into(), "mary".into(), "a-mary".into())));
+        assert_eq!(index.named("a", "Mary"), vec!["mary".to_owned()]);
+        assert_eq!(index.managed(), BTreeSet::from(["@mary:x".to_owned()]));
+        index.observe(&watcher::Event::Delete(old.clone()));
+        assert_eq!(index.owner("mary").map(|o| o.1), Some("mary2".into()));
+        assert!(index.managed().is_empty());
+        // A relist replaces everything once it is complete.
+        index.observe(&watcher::Event::Init);
+        index.observe(&watcher::Event::InitApply(old));
+        assert_eq!(index.owner("mary").map(|o| o.1), Some("mary2".into()), "unchanged until InitDone");
+        index.observe(&watcher::Event::InitDone);
+        assert_eq!(index.owner("mary").map(|o| o.1), Some("mary".into()));
+        assert!(index.named("b", "mary").is_empty());
+    }
+
+    #[test]
+    fn a_status_update_moves_the_managed_account() {
+        let index = UserIndex::default();
+        index.observe(&watcher::Event::Apply(user("a", "ann", "ann", 1, None)));
+        assert!(index.managed().is_empty());
+        index.observe(&watcher::Event::Apply(user("a", "ann", "ann", 1, Some("@ann:x"))));
+        assert_eq!(index.managed(), BTreeSet::from(["@ann:x".to_owned()]));
+    }
+}
