@@ -8,10 +8,11 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
+use crate::controller::shared::{self, SharedWatch};
 use crate::controller::{self, Context, Settings, secret_refs};
 use crate::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink};
 use crate::session::{self, SessionConfig, SessionState};
@@ -111,20 +112,40 @@ pub async fn run(
 
     let (leading_tx, leading) = watch::channel(cfg.lease.is_none());
     let (session_tx, session_rx) = watch::channel(SessionState::Starting);
+    // One watch per kind, shared by the controllers, their triggers and the caches (see controller::shared).
     let user_index = Arc::new(controller::user_index::UserIndex::default());
-    let (users, caches_ready) = user_cache(api::<MatrixUser>(&client, &cfg.namespace), user_index.clone());
+    let mut user_watch = SharedWatch::<MatrixUser>::default();
+    let users = user_watch.store();
+    // A status write is no news to the object's own controller (it would start a second pass).
+    let user_changes = user_watch.subscribe_changes(shared::generation_fingerprint::<MatrixUser>);
+    let users_for_links = user_watch.subscribe();
+    let users_for_spaces = user_watch.subscribe();
+    let (caches_tx, caches_ready) = watch::channel(false);
+    let index = user_index.clone();
+    let user_events = watcher(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(move |e| index.observe(e));
+    let user_watch = tokio::spawn(user_watch.run(user_events, Some(caches_tx)));
+
+    let mut link_watch = SharedWatch::<SpaceRoomLink>::default();
+    let links = link_watch.store();
+    let link_changes = link_watch.subscribe_changes(controller::link::fingerprint);
+    let links_for_spaces = link_watch.subscribe();
+    let link_events =
+        watcher(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default()).default_backoff();
+    let _watches = AbortOnDrop(vec![user_watch, tokio::spawn(link_watch.run(link_events, None))]);
+
     let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
-    let user_controller = Controller::new(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
-        .with_config(controller_config.clone());
+    let user_controller =
+        Controller::for_shared_stream(user_changes, users.clone()).with_config(controller_config.clone());
     // A password Secret created or rotated later reaches its MatrixUsers at once.
     let secrets = || watcher(api::<Secret>(&client, &cfg.namespace), secret_refs::watched()).default_backoff();
     let users_for_secrets = users.clone();
     let user_controller = user_controller.watches_stream(secrets().touched_objects(), move |secret| {
         secret_refs::users_of(&secret, &users_for_secrets.state())
     });
-    let link_controller = Controller::new(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
-        .with_config(controller_config.clone());
-    let links = link_controller.store();
+    let link_controller =
+        Controller::for_shared_stream(link_changes, links.clone()).with_config(controller_config.clone());
     let space_controller = Controller::new(api::<MatrixSpace>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config);
 
@@ -177,28 +198,27 @@ pub async fn run(
     // A MatrixUser becoming Ready (or going away) re-runs the links that list it.
     let links_for_mapper = links.clone();
     let readiness = controller::link::ReadinessCache::default();
-    let link_controller =
-        link_controller.watches(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default(), move |user| {
-            if !readiness.changed(&user) {
-                return Vec::new();
-            }
-            let links = controller::link::links_listing(&user, &links_for_mapper.state());
-            // No link to wake (yet: the link cache may still be filling): keep the change pending.
-            if links.is_empty() {
-                readiness.forget(&user);
-            }
-            links
-        });
+    let link_controller = link_controller.watches_shared_stream(users_for_links, move |user| {
+        if !readiness.changed(&user) {
+            return Vec::new();
+        }
+        let links = controller::link::links_listing(&user, &links_for_mapper.state());
+        // No link to wake (yet: the link cache may still be filling): keep the change pending.
+        if links.is_empty() {
+            readiness.forget(&user);
+        }
+        links
+    });
 
     // A space follows its links (selection, rooms, listed people) and their people's accounts.
     let spaces = space_controller.store();
     let spaces_for_users = spaces.clone();
     let accounts = controller::space::AccountCache::default();
     let space_controller = space_controller
-        .watches(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default(), move |link| {
+        .watches_shared_stream(links_for_spaces, move |link| {
             controller::space::spaces_in(link.namespace(), &spaces.state())
         })
-        .watches(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default(), move |user| {
+        .watches_shared_stream(users_for_spaces, move |user| {
             if !accounts.changed(&user) {
                 return Vec::new();
             }
@@ -289,25 +309,15 @@ pub async fn run(
     Ok(())
 }
 
-/// A reflector over MatrixUsers driven by its own task, with a flag that turns
-/// true once the first full list is in.
-fn user_cache(
-    api: Api<MatrixUser>,
-    index: Arc<controller::user_index::UserIndex>,
-) -> (reflector::Store<MatrixUser>, tokio::sync::watch::Receiver<bool>) {
-    let (reader, writer) = reflector::store();
-    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
-    let events = watcher(api, watcher::Config::default()).default_backoff().inspect_ok(move |e| index.observe(e));
-    let stream = reflector(writer, events);
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                let _ = ready_tx.send(true);
-            }
+/// Stops the shared watches when `run` returns, however it returns.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
         }
-    });
-    (reader, ready_rx)
+    }
 }
 
 async fn log_result<T, E: std::error::Error>(controller: &'static str, result: Result<T, E>) {

@@ -9,6 +9,7 @@ mod error;
 mod lasting;
 pub mod link;
 pub mod secret_refs;
+pub mod shared;
 pub mod source;
 pub mod space;
 pub mod status;

@@ -93,7 +93,7 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         }
         None => {
             let directory = &ctx.directory;
-            let managed = || ctx.users.as_ref().map_or(0, |s| s.state().len());
+            let managed = || ctx.users.as_ref().map_or(0, |s| s.len());
             let listing = directory
                 .listed(&session.admin, &user_id, ctx.settings.resync, managed)
                 .await

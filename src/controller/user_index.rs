@@ -28,6 +28,8 @@ struct Inner {
     by_username: BTreeMap<(String, String), BTreeSet<String>>,
     /// Accounts a MatrixUser stands for (`status.userId`), with how many do.
     managed: BTreeMap<String, usize>,
+    /// MatrixUsers with a deletion timestamp: (namespace, name).
+    deleting: BTreeSet<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -36,6 +38,7 @@ struct Entry {
     localpart: String,
     username: (String, String),
     user_id: Option<String>,
+    deleting: bool,
 }
 
 impl Inner {
@@ -48,7 +51,11 @@ impl Inner {
             localpart: ids::localpart(&user.spec.username),
             username: (ns, user.spec.username.clone()),
             user_id: user.status.as_ref().and_then(|s| s.user_id.clone()),
+            deleting: user.metadata.deletion_timestamp.is_some(),
         };
+        if entry.deleting {
+            self.deleting.insert((entry.username.0.clone(), entry.key.2.clone()));
+        }
         self.by_localpart.entry(entry.localpart.clone()).or_default().insert(entry.key.clone());
         self.by_username.entry(entry.username.clone()).or_default().insert(user.name_any());
         if let Some(id) = &entry.user_id {
@@ -70,6 +77,9 @@ impl Inner {
             if set.is_empty() {
                 self.by_username.remove(&old.username);
             }
+        }
+        if old.deleting {
+            self.deleting.remove(&(old.username.0.clone(), old.key.2.clone()));
         }
         if let Some(id) = &old.user_id
             && let Some(n) = self.managed.get_mut(id)
@@ -122,6 +132,11 @@ impl UserIndex {
     pub fn managed(&self) -> BTreeSet<String> {
         read(&self.current).managed.keys().cloned().collect()
     }
+
+    /// MatrixUsers being deleted: (namespace, name).
+    pub fn deleting(&self) -> Vec<(String, String)> {
+        read(&self.current).deleting.iter().cloned().collect()
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -168,6 +183,24 @@ mod tests {
         index.observe(&watcher::Event::InitDone);
         assert_eq!(index.owner("mary").map(|o| o.1), Some("mary".into()));
         assert!(index.named("b", "mary").is_empty());
+    }
+
+    #[test]
+    fn objects_being_deleted_are_listed_until_they_are_gone() {
+        let index = UserIndex::default();
+        let mut ann = user("a", "ann", "ann", 1, Some("@ann:x"));
+        index.observe(&watcher::Event::Apply(ann.clone()));
+        assert!(index.deleting().is_empty());
+        ann.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::from_second(5).expect("ts")));
+        index.observe(&watcher::Event::Apply(ann.clone()));
+        assert_eq!(index.deleting(), vec![("a".to_owned(), "ann".to_owned())]);
+        assert_eq!(index.managed(), BTreeSet::from(["@ann:x".to_owned()]), "still managed until gone");
+        index.observe(&watcher::Event::Delete(ann));
+        assert!(index.deleting().is_empty());
+        assert!(index.managed().is_empty());
+        assert!(index.named("a", "ann").is_empty());
+        assert_eq!(index.owner("ann"), None);
     }
 
     #[test]

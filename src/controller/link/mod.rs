@@ -38,6 +38,13 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
     status::reconcile_finalized("link", FINALIZER, link, &ctx, apply, cleanup).await
 }
 
+/// What of a link starts a pass of its own controller: its spec, finalizers and deletion (see
+/// `shared::generation_fingerprint`) and the one-pass annotation; not its status, which the pass writes.
+pub fn fingerprint(link: &SpaceRoomLink) -> u64 {
+    let allow = link.annotations().get(ALLOW_MASS_CHANGE);
+    super::shared::fingerprint_of(&(super::shared::generation_fingerprint(link), allow))
+}
+
 /// What of a MatrixUser matters to links: which account, if any, may be a member.
 type Standing = Option<String>;
 
@@ -105,9 +112,12 @@ pub(super) async fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Resu
     let Some(store) = &ctx.users else { return Ok(Members::default()) };
     let mut sources = crate::controller::cascade::Sources::default();
     let mut kept = std::collections::BTreeSet::new();
-    for user in store.state().iter().filter(|u| u.metadata.deletion_timestamp.is_some()) {
-        if sources.retained(&**user, ctx).await?.is_some() {
+    let mut kept_users = Vec::new();
+    for (ns, name) in ctx.user_index.deleting() {
+        let Some(user) = store.get(&ObjectRef::new(&name).within(&ns)) else { continue };
+        if user.metadata.deletion_timestamp.is_some() && sources.retained(&*user, ctx).await?.is_some() {
             kept.insert(user.uid());
+            kept_users.push(user);
         }
     }
     // Listed people through the index: scanning every MatrixUser per link made a resync O(users × links).
@@ -122,7 +132,7 @@ pub(super) async fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Resu
         .collect();
     let local: Vec<UserFacts> = listed.iter().filter(|u| !kept.contains(&u.uid())).map(|u| facts(u)).collect();
     let mut managed = ctx.user_index.managed();
-    for user in store.state().iter().filter(|u| kept.contains(&u.uid())) {
+    for user in &kept_users {
         if let Some(id) = user.status.as_ref().and_then(|s| s.user_id.as_ref()) {
             managed.remove(id);
         }
