@@ -40,6 +40,9 @@ struct Args {
     /// Resync periods the quiet period lasts.
     #[arg(long, default_value_t = 2)]
     quiet_passes: u32,
+    /// Links that get one more member, one at a time, after the quiet period (join latency).
+    #[arg(long, default_value_t = 20)]
+    join_samples: usize,
     /// Longest wait for one contender to converge.
     #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -228,7 +231,22 @@ async fn quiet(
     let writes2 = kube_writes(kube).await?;
     let window = window_start.elapsed().as_secs_f64();
     let op_cpu = cpu_seconds(op.pid()) - op_cpu1;
+    // With everything converged and watched: one member added to one link, how soon joined.
+    let (latencies, added) = operator::join_latencies(kube, s, args.join_samples, Duration::from_secs(120)).await?;
+    let wrong = joined_in_synapse(p, kube, s, &added).await?;
     op.stop();
+    let (p50, p95) = (operator::quantile(&latencies, 0.5), operator::quantile(&latencies, 0.95));
+    let max = latencies.iter().copied().fold(f64::NAN, f64::max);
+    println!(
+        "one member added to one link ({} samples, one at a time): joined p50 {p50:.2}s, p95 {p95:.2}s, max {max:.2}s; {}",
+        latencies.len(),
+        if wrong.is_empty() { "checked in Synapse: OK".to_owned() } else { format!("WRONG IN SYNAPSE: {wrong:?}") }
+    );
+    extra.insert(
+        "member_added".into(),
+        json!({"samples": latencies.len(), "p50": p50, "p95": p95, "max": max, "seconds": latencies,
+               "problems": wrong}),
+    );
     let (reads1, synapse_writes1) = split(&operator::synapse_calls(&m1));
     let passes = window / resync.as_secs_f64();
     let per = |n: u64| n as f64 / s.objects() as f64 / passes;
@@ -256,6 +274,29 @@ async fn quiet(
                "calls_by_endpoint": diff(&operator::synapse_calls(&m1), &operator::synapse_calls(&m0))}),
     );
     Ok(())
+}
+
+/// The rooms that got a member in `join_latencies`, checked in Synapse itself.
+async fn joined_in_synapse(
+    p: &Platform,
+    kube: &kube::Client,
+    s: &Scenario,
+    added: &[(usize, usize)],
+) -> anyhow::Result<Vec<String>> {
+    let checker = Client::admin(p.var("SYNAPSE_URL")?, p.var("SYNAPSE_SHARED_SECRET")?, "benchjoins").await?;
+    let links: kube::Api<exo_matrix_operator::crd::SpaceRoomLink> = kube::Api::namespaced(kube.clone(), operator::NS);
+    let mut wrong = Vec::new();
+    for &(r, newcomer) in added {
+        let room = &s.rooms[r];
+        let link = links.get(&room.id.replace('_', "-")).await?;
+        let id = link.status.and_then(|st| st.room_id).context("a room id")?;
+        let mut members: std::collections::BTreeSet<String> =
+            room.members.iter().map(|m| checker.user_id(*m)).collect();
+        members.insert(checker.user_id(newcomer));
+        let managers = room.managers.iter().map(|m| checker.user_id(*m)).collect();
+        wrong.extend(checker.verify_room(&id, &members, &managers, 50).await?);
+    }
+    Ok(wrong)
 }
 
 fn split(calls: &BTreeMap<String, u64>) -> (u64, u64) {

@@ -244,3 +244,56 @@ pub fn usage(started: Instant, synapse_pid: u32, synapse_cpu0: f64, op: &Operato
         peak_rss_mib: peak_rss_mib(op.pid()),
     }
 }
+
+/// With every object converged and watched, one member is added to one link at a time (`samples` links
+/// spread over the scenario): seconds from the patch until the link's status counts the member joined
+/// (the status is written right after Synapse answered the join). The added person is the first member of
+/// the next room, so their account exists. Returns the latencies and the (room index, user index) pairs.
+pub async fn join_latencies(
+    client: &Client,
+    s: &Scenario,
+    samples: usize,
+    timeout: Duration,
+) -> anyhow::Result<(Vec<f64>, Vec<(usize, usize)>)> {
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), NS);
+    let step = (s.rooms.len() / samples.max(1)).max(1);
+    let (mut latencies, mut added) = (Vec::new(), Vec::new());
+    for r in (0..s.rooms.len()).step_by(step).take(samples) {
+        let room = &s.rooms[r];
+        let size = room.members.len();
+        let newcomer = (r * size + size) % s.users;
+        if room.members.contains(&newcomer) {
+            continue;
+        }
+        let name = room.id.replace('_', "-");
+        let mut members: Vec<String> = room.members.iter().map(|m| Scenario::username(*m)).collect();
+        members.push(Scenario::username(newcomer));
+        let patch = serde_json::json!({"spec": {"members": members}});
+        let started = Instant::now();
+        links.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+        loop {
+            let st = links.get(&name).await?.status.unwrap_or_default();
+            if st.joined_members == Some(size as i64 + 1) {
+                break;
+            }
+            if started.elapsed() > timeout {
+                bail!("{newcomer} not joined to {name} after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        latencies.push(started.elapsed().as_secs_f64());
+        added.push((r, newcomer));
+    }
+    Ok((latencies, added))
+}
+
+/// The `q` quantile (0..=1) of `values`, nearest rank.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}

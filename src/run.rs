@@ -131,8 +131,11 @@ pub async fn run(
     let links = link_watch.store();
     let link_changes = link_watch.subscribe_changes(controller::link::fingerprint);
     let links_for_spaces = link_watch.subscribe();
-    let link_events =
-        watcher(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default()).default_backoff();
+    let link_index = Arc::new(controller::link_index::LinkIndex::default());
+    let index = link_index.clone();
+    let link_events = watcher(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(move |e| index.observe(e));
     let _watches = AbortOnDrop(vec![user_watch, tokio::spawn(link_watch.run(link_events, None))]);
 
     let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
@@ -196,13 +199,12 @@ pub async fn run(
     let recorder = Recorder::new(writer.clone(), Reporter { controller: crate::MANAGER.into(), instance });
 
     // A MatrixUser becoming Ready (or going away) re-runs the links that list it.
-    let links_for_mapper = links.clone();
     let readiness = controller::link::ReadinessCache::default();
     let link_controller = link_controller.watches_shared_stream(users_for_links, move |user| {
         if !readiness.changed(&user) {
             return Vec::new();
         }
-        let links = controller::link::links_listing(&user, &links_for_mapper.state());
+        let links = link_index.listing(&user.namespace().unwrap_or_default(), &user.spec.username);
         // No link to wake (yet: the link cache may still be filling): keep the change pending.
         if links.is_empty() {
             readiness.forget(&user);

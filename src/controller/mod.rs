@@ -8,6 +8,7 @@ pub mod directory;
 mod error;
 mod lasting;
 pub mod link;
+pub mod link_index;
 pub mod secret_refs;
 pub mod shared;
 pub mod source;

@@ -80,16 +80,6 @@ fn facts(user: &MatrixUser) -> UserFacts {
     }
 }
 
-/// Links to reconcile when a MatrixUser changes: those in its namespace listing its username.
-pub fn links_listing(user: &MatrixUser, links: &[Arc<SpaceRoomLink>]) -> Vec<ObjectRef<SpaceRoomLink>> {
-    links
-        .iter()
-        .filter(|l| l.namespace() == user.namespace())
-        .filter(|l| l.spec.members.contains(&user.spec.username) || l.spec.managers.contains(&user.spec.username))
-        .map(|l| ObjectRef::from_obj(&**l))
-        .collect()
-}
-
 /// The older of two links claiming the same space or room wins; the other one conflicts.
 fn conflicting_owner(link: &SpaceRoomLink, ctx: &Context) -> Option<Arc<SpaceRoomLink>> {
     let room_of = |l: &SpaceRoomLink| l.spec.room_id.clone().or_else(|| l.status.as_ref()?.room_id.clone());
