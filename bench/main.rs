@@ -174,6 +174,9 @@ async fn run_operator(
         let rooms = rooms?;
         let by_endpoint = operator::synapse_calls(&m);
         op.stop();
+        let passes = operator::passes(&m, &by_endpoint, s);
+        println!("operator passes while converging: {passes}");
+        extra.insert("converge_passes".into(), json!(passes));
         let checker = Client::admin(p.var("SYNAPSE_URL")?, p.var("SYNAPSE_SHARED_SECRET")?, "benchchecker").await?;
         let problems = client::verify(&checker, s, &rooms, 50).await?;
         let r = row(
@@ -215,6 +218,9 @@ async fn quiet(
     let m0 = operator::wait_settled(&op, 0.0, s.objects(), calm).await?;
     let restart = operator::usage(started, pid, cpu0, &op, 0.0);
     let restart_s = restart.seconds - calm.as_secs_f64();
+    let restart_passes = operator::passes(&m0, &operator::synapse_calls(&m0), s);
+    println!("operator passes during the restart: {restart_passes}");
+    extra.insert("restart_passes".into(), json!(restart_passes));
     let (reads0, synapse_writes0) = split(&operator::synapse_calls(&m0));
     let writes1 = kube_writes(kube).await?;
     println!(

@@ -297,3 +297,47 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v[rank - 1]
 }
+
+/// Reconciles per kind and the room-state reads per link pass, from the operator's counters.
+#[derive(Debug, serde::Serialize)]
+pub struct Passes {
+    pub user: f64,
+    pub link: f64,
+    pub per_user: f64,
+    pub per_link: f64,
+    pub room_state_reads: u64,
+    pub room_state_reads_per_link_pass: f64,
+}
+
+impl std::fmt::Display for Passes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} user passes ({:.2}/user), {} link passes ({:.2}/link), {} room-state reads ({:.2}/link pass)",
+            self.user,
+            self.per_user,
+            self.link,
+            self.per_link,
+            self.room_state_reads,
+            self.room_state_reads_per_link_pass
+        )
+    }
+}
+
+pub fn passes(m: &Metrics, calls: &BTreeMap<String, u64>, s: &Scenario) -> Passes {
+    let of = |c: &str| sum(m, "exomatrix_reconciles_total", |l| l.contains(&format!("controller=\"{c}\"")));
+    let (user, link) = (of("user"), of("link"));
+    let room_state_reads = calls
+        .iter()
+        .filter(|(k, _)| k.starts_with("GET ") && k.contains("/rooms/{id}/state"))
+        .map(|(_, v)| v)
+        .sum::<u64>();
+    Passes {
+        user,
+        link,
+        per_user: user / s.users as f64,
+        per_link: link / s.rooms.len() as f64,
+        room_state_reads,
+        room_state_reads_per_link_pass: room_state_reads as f64 / link.max(1.0),
+    }
+}

@@ -88,6 +88,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0.5)]
     pub max_kick_share: f64,
 
+    /// A link waits this long after the last change that concerns it (its spec, a listed person's account)
+    /// before its pass, so people whose accounts appear one after the other are joined in one pass (one read
+    /// of the room state) instead of one pass each. It adds as much to the time a change takes; 0s turns it off.
+    #[arg(long, env = "EXO_MATRIX_LINK_DEBOUNCE", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub link_debounce: std::time::Duration,
+
     /// Joins, invites and kicks into one room run at most this many at a time.
     #[arg(long, default_value_t = 4)]
     pub join_concurrency: usize,
@@ -205,6 +211,7 @@ impl RunArgs {
                 },
                 join_concurrency: self.join_concurrency.max(1),
                 one_event_joins: self.one_event_joins,
+                link_debounce: self.link_debounce,
                 exo_max_drop: self.exo_max_drop.clamp(0.0, 1.0),
                 account_check: self.account_check,
                 lasting_failure: self.lasting_failure,

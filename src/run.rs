@@ -147,8 +147,8 @@ pub async fn run(
     let user_controller = user_controller.watches_stream(secrets().touched_objects(), move |secret| {
         secret_refs::users_of(&secret, &users_for_secrets.state())
     });
-    let link_controller =
-        Controller::for_shared_stream(link_changes, links.clone()).with_config(controller_config.clone());
+    let link_controller = Controller::for_shared_stream(link_changes, links.clone())
+        .with_config(controller_config.clone().debounce(cfg.settings.link_debounce));
     let space_controller = Controller::new(api::<MatrixSpace>(&client, &cfg.namespace), watcher::Config::default())
         .with_config(controller_config);
 
@@ -241,6 +241,7 @@ pub async fn run(
         user_index,
         directory: Default::default(),
         avatars: Default::default(),
+        written: Default::default(),
     });
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");

@@ -52,6 +52,8 @@ pub struct Settings {
     pub join_concurrency: usize,
     /// Populate new rooms through the private window (`plan::creation`): one event per first member.
     pub one_event_joins: bool,
+    /// A link's pass waits this long after the last change concerning it (changes arriving meanwhile join it).
+    pub link_debounce: Duration,
     /// An eXo answer with more than this share fewer spaces or users than the last good one is not acted on.
     pub exo_max_drop: f64,
     /// How often each account's email addresses and email pushers (which the bulk account list does not
@@ -84,6 +86,8 @@ pub struct Context {
     pub user_index: Arc<user_index::UserIndex>,
     /// Every Synapse account, listed in bulk once per resync.
     pub directory: directory::UserDirectory,
+    /// This process's last status write per object, to tell whether a cached copy is current.
+    pub written: status::Written,
     /// Avatar download validators, for conditional requests.
     pub avatars: avatar::AvatarCache,
 }

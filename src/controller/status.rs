@@ -162,17 +162,19 @@ where
     }
     let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
-    api.patch_status(&obj.name_any(), &PatchParams::apply(crate::MANAGER).force(), &Patch::Apply(body))
+    let written = api
+        .patch_status(&obj.name_any(), &PatchParams::apply(crate::MANAGER).force(), &Patch::Apply(body))
         .await
         .map_err(|e| Error::Kube("writing status".into(), e))?;
+    ctx.written.record(&written);
     Ok(())
 }
 
 /// A controller's `apply` or `cleanup`, boxed so that one helper serves every kind.
 pub type Step<K> = for<'a> fn(&'a K, &'a Context) -> futures::future::BoxFuture<'a, Result<Action, Error>>;
 
-/// One reconcile of a kind with a finalizer: read afresh (the cache may lag a status
-/// write), `apply` or `cleanup`, and the outcome recorded (`finish`).
+/// One reconcile of a kind with a finalizer: the object as it is now (`current`: the cache may lag a
+/// status write), `apply` or `cleanup`, and the outcome recorded (`finish`).
 pub async fn reconcile_finalized<K: Reconciled + Serialize>(
     controller: &'static str,
     finalizer_name: &str,
@@ -184,7 +186,7 @@ pub async fn reconcile_finalized<K: Reconciled + Serialize>(
     use kube::runtime::finalizer::{Event, finalizer};
     let _in_flight = crate::metrics::global().reconcile_started(controller);
     let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
-    let Some(obj) = fresh(&api, &obj).await? else { return Ok(Action::await_change()) };
+    let Some(obj) = current(&api, &obj, ctx).await? else { return Ok(Action::await_change()) };
     let result = finalizer(&api, finalizer_name, obj.clone(), |event| async move {
         match event {
             Event::Apply(o) => apply(&o, ctx).await,
@@ -193,6 +195,51 @@ pub async fn reconcile_finalized<K: Reconciled + Serialize>(
     })
     .await;
     finish(&*obj, ctx, result.map_err(Error::from_finalizer)).await
+}
+
+/// Per object uid, the resourceVersion of this process's last status write (or of a later read): a cached
+/// copy showing that version holds what was written, so the next reconcile need not read the object again.
+#[derive(Default)]
+pub struct Written(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl Written {
+    pub fn record(&self, obj: &impl Resource) {
+        if let (Some(uid), Some(version)) = (obj.uid(), obj.resource_version()) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(uid, version);
+        }
+    }
+
+    /// Whether the cached `obj` may be stale: this process wrote its status since, as far as the copy shows.
+    pub fn behind(&self, obj: &impl Resource) -> bool {
+        let Some(uid) = obj.uid() else { return true };
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&uid).is_some_and(|v| obj.resource_version().as_ref() != Some(v))
+    }
+}
+
+/// The object to reconcile: the cached copy when it shows this process's last status write (or there was
+/// none: the watch then delivered everything since the start), else the API server's (see `fresh`). A
+/// restart over 10,000 objects read each one again only to find the cached copy right.
+pub async fn current<K>(
+    api: &Api<K>,
+    obj: &std::sync::Arc<K>,
+    ctx: &Context,
+) -> Result<Option<std::sync::Arc<K>>, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    // Without a finalizer yet (kube's helper adds it, then needs to see it) or being deleted: always read.
+    let meta = obj.meta();
+    let settled = meta.finalizers.as_ref().is_some_and(|f| !f.is_empty()) && meta.deletion_timestamp.is_none();
+    if settled && !ctx.written.behind(&**obj) {
+        return Ok(Some(obj.clone()));
+    }
+    let now = fresh(api, obj).await?;
+    if let Some(now) = &now {
+        // This version holds every write so far: a cached copy showing it is current too.
+        ctx.written.record(&**now);
+    }
+    Ok(now)
 }
 
 /// The object as the API server has it now. The watch cache may still hold the
@@ -225,5 +272,28 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     };
     if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
         tracing::debug!(error = %crate::error_chain::chain(&e), "cannot publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(version: &str) -> MatrixUser {
+        let spec = serde_json::from_value(json!({"username": "ann"})).expect("spec");
+        let mut u = MatrixUser::new("ann", spec);
+        u.metadata.uid = Some("uid-ann".into());
+        u.metadata.resource_version = Some(version.into());
+        u
+    }
+
+    #[test]
+    fn a_cached_copy_is_behind_only_when_it_does_not_show_the_last_write() {
+        let written = Written::default();
+        assert!(!written.behind(&user("7")), "nothing written by this process: the watch has it all");
+        written.record(&user("9"));
+        assert!(written.behind(&user("7")), "the copy predates the write");
+        assert!(!written.behind(&user("9")), "the copy is the write");
+        assert!(written.behind(&user("12")), "someone wrote since: read it to be sure");
     }
 }

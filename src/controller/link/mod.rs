@@ -401,9 +401,11 @@ fn link_room(action: &RoomAction) -> &str {
 async fn clear_allow_annotation(link: &SpaceRoomLink, ctx: &Context) -> Result<(), Error> {
     let api: Api<SpaceRoomLink> = Api::namespaced(ctx.kube.clone(), &link.namespace().unwrap_or_default());
     let patch = json!({"metadata": {"annotations": {ALLOW_MASS_CHANGE: null}}});
-    api.patch(&link.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    let patched = api
+        .patch(&link.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| Error::Kube("removing the one-pass annotation".into(), e))?;
+    ctx.written.record(&patched);
     Ok(())
 }
 

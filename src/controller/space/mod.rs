@@ -271,9 +271,11 @@ async fn cleanup(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
 async fn clear_allow_annotation(space: &MatrixSpace, ctx: &Context) -> Result<(), Error> {
     let api: Api<MatrixSpace> = Api::namespaced(ctx.kube.clone(), &space.namespace().unwrap_or_default());
     let patch = json!({"metadata": {"annotations": {ALLOW_MASS_CHANGE: null}}});
-    api.patch(&space.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+    let patched = api
+        .patch(&space.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| Error::Kube("removing the one-pass annotation".into(), e))?;
+    ctx.written.record(&patched);
     Ok(())
 }
 
