@@ -81,7 +81,7 @@ async fn killing_the_operator_mid_creation_leaves_exactly_one_room_per_space() {
     let admin = synapse_admin().await;
     let server = platform().server_name().to_owned();
     let operator = format!("@op-{ns}:{server}");
-    let mut rooms = admin.joined_rooms_of(&operator).await.expect("operator's rooms");
+    let mut rooms = admin.joined_rooms_of(&support::uid(&operator)).await.expect("operator's rooms");
     rooms.sort();
     let mut expected_members: Vec<String> = usernames.iter().map(|u| format!("@{u}:{server}")).collect();
     expected_members.push(operator.clone());
@@ -90,8 +90,12 @@ async fn killing_the_operator_mid_creation_leaves_exactly_one_room_per_space() {
     for l in links.list(&Default::default()).await.expect("links").items {
         let room = l.status.and_then(|s| s.room_id).expect("roomId");
         let alias = format!("#space_{}:{server}", l.spec.space_group_id);
-        assert_eq!(admin.resolve_alias(&alias).await.expect("alias"), Some(room.clone()), "{alias}");
-        let mut members = admin.room_members(&room).await.expect("members");
+        assert_eq!(
+            admin.resolve_alias(&support::alias(&alias)).await.expect("alias"),
+            Some(support::rid(&room)),
+            "{alias}"
+        );
+        let mut members = admin.room_members(&support::rid(&room)).await.expect("members");
         members.sort();
         assert_eq!(members, expected_members, "members of {room}");
         linked.push(room);

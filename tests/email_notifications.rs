@@ -108,7 +108,7 @@ async fn a_provisioned_user_with_an_email_gets_notification_emails() {
     // The writer posts; the reader never reads it.
     let admin = synapse_admin().await;
     let writer = format!("@writer{tag}:{}", p.server_name());
-    let token = admin.login_as(&writer).await.expect("writer token");
+    let token = admin.login_as(&support::uid(&writer)).await.expect("writer token");
     let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{}", enc(&room), unique("txn"));
     let resp = reqwest::Client::new()
         .put(format!("{}{path}", p.synapse_url()))

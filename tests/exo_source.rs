@@ -68,7 +68,7 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
     })
     .await;
     let server = p.server_name().to_owned();
-    let state = admin.admin_room_state(&room).await.expect("state");
+    let state = admin.admin_room_state(&support::rid(&room)).await.expect("state");
     let content = |kind: &str| state.iter().find(|e| e.kind == kind).map_or(Value::Null, |e| e.content.clone());
     assert_eq!(content("m.room.name")["name"], "Marketing");
     assert_eq!(content("m.room.topic")["topic"], "Campaigns and brand");
@@ -90,7 +90,7 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
     let source_uid = sources.get("intranet").await.expect("source").metadata.uid;
     assert!(intranet.owner_references().iter().any(|r| Some(&r.uid) == source_uid.as_ref()), "owned by the source");
     let space_room = intranet.status.and_then(|s| s.room_id).expect("space room");
-    let space_state = admin.admin_room_state(&space_room).await.expect("space state");
+    let space_state = admin.admin_room_state(&support::rid(&space_room)).await.expect("space state");
     assert!(space_state.iter().any(|e| e.kind == "m.space.child" && e.state_key == room), "marketing is a child");
 
     // eXo misbehaves: nothing is deleted or disabled, and the condition says why.
@@ -118,7 +118,7 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
         s.spaces.remove("15");
     });
     eventually("eXo's changes mirrored", WAIT, || async {
-        let state = admin.admin_room_state(&room).await.ok()?;
+        let state = admin.admin_room_state(&support::rid(&room)).await.ok()?;
         let content = |kind: &str| state.iter().find(|e| e.kind == kind).map_or(Value::Null, |e| e.content.clone());
         let renamed = content("m.room.name")["name"] == "Marketing & Brand";
         let demoted = content("m.room.power_levels")["users"].get(format!("@{ann}:{server}")).is_none();
@@ -129,7 +129,7 @@ async fn exo_spaces_become_rooms_and_misbehaviour_removes_nothing() {
     })
     .await;
     eventually("bob deactivated", WAIT, || async {
-        admin.get_user(&format!("@{bob}:{server}")).await.ok()??.deactivated.then_some(())
+        admin.get_user(&support::uid(format!("@{bob}:{server}"))).await.ok()??.deactivated.then_some(())
     })
     .await;
 

@@ -77,10 +77,10 @@ async fn accounts_are_made_in_mas_with_profile_email_and_pusher_and_renamed() {
     assert!(!account.admin && !account.locked && !account.deactivated);
     assert_eq!(s.pair.mas.emails_of(&mas_id), vec![format!("{name}@example.org")]);
     let user_id = format!("@{name}:exo.test");
-    let synapse_account = s.admin.get_user(&user_id).await.expect("answers").expect("in Synapse");
+    let synapse_account = s.admin.get_user(&support::uid(&user_id)).await.expect("answers").expect("in Synapse");
     assert_eq!(synapse_account.displayname, Some(format!("{name} Display")));
     eventually("the email pusher", WAIT, || async {
-        let pushers = s.admin.pushers(&user_id).await.ok()?;
+        let pushers = s.admin.pushers(&support::uid(&user_id)).await.ok()?;
         pushers.iter().any(|p| p.kind == "email" && p.pushkey == format!("{name}@example.org")).then_some(())
     })
     .await;
@@ -92,7 +92,7 @@ async fn accounts_are_made_in_mas_with_profile_email_and_pusher_and_renamed() {
 
     patch(&s.users, "ann", json!({"displayName": "Ann Renamed", "email": "ann.new@example.org", "admin": true})).await;
     eventually("renamed in Synapse", WAIT, || async {
-        let a = s.admin.get_user(&user_id).await.ok()??;
+        let a = s.admin.get_user(&support::uid(&user_id)).await.ok()??;
         (a.displayname.as_deref() == Some("Ann Renamed")).then_some(())
     })
     .await;
@@ -139,7 +139,7 @@ async fn disable_enable_and_the_three_deletion_policies_go_through_mas() {
     let (reason, _) = ready(&s.users, "off", "True").await;
     assert_eq!(reason, "Disabled");
     eventually("deactivated in Synapse", WAIT, || async {
-        s.admin.get_user(&off_id).await.ok()??.deactivated.then_some(())
+        s.admin.get_user(&support::uid(&off_id)).await.ok()??.deactivated.then_some(())
     })
     .await;
     let (_, u) = s.pair.mas.user_by_name(&names[1]).expect("in MAS");
@@ -151,8 +151,8 @@ async fn disable_enable_and_the_three_deletion_policies_go_through_mas() {
     patch(&s.users, "off", json!({"enabled": true})).await;
     eventually("reactivated, unlocked, pusher back", WAIT, || async {
         let (_, u) = s.pair.mas.user_by_name(&names[1])?;
-        let a = s.admin.get_user(&off_id).await.ok()??;
-        let pushers = s.admin.pushers(&off_id).await.ok()?;
+        let a = s.admin.get_user(&support::uid(&off_id)).await.ok()??;
+        let pushers = s.admin.pushers(&support::uid(&off_id)).await.ok()?;
         (!u.locked && !u.deactivated && !a.deactivated && !pushers.is_empty()).then_some(())
     })
     .await;
@@ -184,7 +184,8 @@ async fn disable_enable_and_the_three_deletion_policies_go_through_mas() {
     assert!(!keep.deactivated && !keep.locked, "Retain keeps the account");
     assert_eq!(erased(&names[0]), None);
     assert_eq!(erased(&names[2]), Some(true), "Erase erases");
-    let gone = s.admin.get_user(&format!("@{}:exo.test", names[2])).await.expect("answers").expect("exists");
+    let gone =
+        s.admin.get_user(&support::uid(format!("@{}:exo.test", names[2]))).await.expect("answers").expect("exists");
     assert!(gone.deactivated);
     assert!(
         !s.pair
@@ -292,8 +293,8 @@ async fn mas_unreachable_is_a_condition_and_nobody_is_kicked() {
     let room = eventually("all three joined", WAIT, || async {
         let l = links.get("team").await.ok()?;
         let room = l.status?.room_id?;
-        let members = s.admin.room_members(&room).await.ok()?;
-        names.iter().all(|n| members.contains(&format!("@{n}:exo.test"))).then_some(room)
+        let members = s.admin.room_members(&support::rid(&room)).await.ok()?;
+        names.iter().all(|n| members.contains(&support::uid(format!("@{n}:exo.test")))).then_some(room)
     })
     .await;
 
@@ -303,10 +304,17 @@ async fn mas_unreachable_is_a_condition_and_nobody_is_kicked() {
     assert_eq!(reason, "MasUnavailable", "{message}");
     // Several resyncs of links and users while MAS is away: nobody leaves the room, nothing is deactivated.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let members = s.admin.room_members(&room).await.expect("members");
+    let members = s.admin.room_members(&support::rid(&room)).await.expect("members");
     for n in &names {
-        assert!(members.contains(&format!("@{n}:exo.test")), "{n} was kicked: {members:?}");
-        assert!(!s.admin.get_user(&format!("@{n}:exo.test")).await.expect("answers").expect("exists").deactivated);
+        assert!(members.contains(&support::uid(format!("@{n}:exo.test"))), "{n} was kicked: {members:?}");
+        assert!(
+            !s.admin
+                .get_user(&support::uid(format!("@{n}:exo.test")))
+                .await
+                .expect("answers")
+                .expect("exists")
+                .deactivated
+        );
     }
     s.pair.mas.set_reachable(true);
     ready(&s.users, "b", "True").await;

@@ -32,7 +32,7 @@ async fn tells_a_delegating_synapse_from_a_classic_one() {
     // As the contract observed: the delegating Synapse refuses to create accounts itself.
     let admin = pair.synapse_admin().await;
     let update = exo_matrix_operator::synapse::UserUpdate { displayname: Some("x".into()), ..Default::default() };
-    let err = admin.put_user("@nobody-yet:exo.test", &update).await.expect_err("refused");
+    let err = admin.put_user(&support::uid("@nobody-yet:exo.test"), &update).await.expect_err("refused");
     assert_eq!(err.status(), Some(403), "{err}");
 }
 
@@ -72,20 +72,22 @@ async fn users_and_emails_made_in_mas_reach_synapse() {
     assert_eq!(err.status(), Some(400));
 
     let user_id = format!("@{name}:exo.test");
-    let account = eventually("the account in Synapse", WAIT, || async { admin.get_user(&user_id).await.ok()? }).await;
+    let account =
+        eventually("the account in Synapse", WAIT, || async { admin.get_user(&support::uid(&user_id)).await.ok()? })
+            .await;
     assert_eq!(account.displayname.as_deref(), Some(format!("{name} D").as_str()));
 
     let email = mas.add_user_email(&user.id, &format!("{name}@example.org")).await.expect("added");
     assert_eq!(mas.user_emails(&user.id).await.expect("listed"), vec![email.clone()]);
     eventually("the email in Synapse", WAIT, || async {
-        let a = admin.get_user(&user_id).await.ok()??;
+        let a = admin.get_user(&support::uid(&user_id)).await.ok()??;
         a.threepids.iter().any(|t| t.address == email.email).then_some(())
     })
     .await;
     mas.delete_user_email(&email.id).await.expect("deleted");
     assert!(mas.user_emails(&user.id).await.expect("listed").is_empty());
     eventually("the email gone from Synapse", WAIT, || async {
-        let a = admin.get_user(&user_id).await.ok()??;
+        let a = admin.get_user(&support::uid(&user_id)).await.ok()??;
         a.threepids.is_empty().then_some(())
     })
     .await;
@@ -136,11 +138,11 @@ async fn deactivation_erases_only_when_asked_and_reactivation_keeps_the_lock() {
     for (skip_erase, name) in [(true, unique("keep")), (false, unique("gone"))] {
         let user = mas.create_user(&new_user(&name)).await.expect("created");
         let user_id = format!("@{name}:exo.test");
-        eventually("provisioned", WAIT, || async { admin.get_user(&user_id).await.ok()? }).await;
+        eventually("provisioned", WAIT, || async { admin.get_user(&support::uid(&user_id)).await.ok()? }).await;
         let after = mas.deactivate(&user.id, skip_erase).await.expect("deactivated");
         assert!(after.locked, "MAS locks at once and deactivates in the background");
         eventually("deactivated in Synapse", WAIT, || async {
-            admin.get_user(&user_id).await.ok()??.deactivated.then_some(())
+            admin.get_user(&support::uid(&user_id)).await.ok()??.deactivated.then_some(())
         })
         .await;
         let raw: serde_json::Value = http
@@ -163,12 +165,15 @@ async fn deactivation_erases_only_when_asked_and_reactivation_keeps_the_lock() {
     let user = mas.create_user(&new_user(&name)).await.expect("created");
     mas.deactivate(&user.id, true).await.expect("deactivated");
     let user_id = format!("@{name}:exo.test");
-    eventually("deactivated", WAIT, || async { admin.get_user(&user_id).await.ok()??.deactivated.then_some(()) }).await;
+    eventually("deactivated", WAIT, || async {
+        admin.get_user(&support::uid(&user_id)).await.ok()??.deactivated.then_some(())
+    })
+    .await;
     let back = mas.reactivate(&user.id).await.expect("reactivated");
     assert!(back.locked, "reactivation does not unlock");
     assert!(!mas.unlock(&user.id).await.expect("unlocked").locked);
     eventually("active in Synapse", WAIT, || async {
-        (!admin.get_user(&user_id).await.ok()??.deactivated).then_some(())
+        (!admin.get_user(&support::uid(&user_id)).await.ok()??.deactivated).then_some(())
     })
     .await;
 }

@@ -117,14 +117,14 @@ async fn the_space_groups_selected_rooms_and_a_member_sees_only_rooms_they_may_b
     let p = platform();
     let server = p.server_name().to_owned();
     let admin = synapse_admin().await;
-    let state = admin.admin_room_state(&space).await.expect("space state");
+    let state = admin.admin_room_state(&support::rid(&space)).await.expect("space state");
     assert_eq!(state_of(&state, "m.room.create", "")["type"], "m.space");
     assert_eq!(state_of(&state, "m.room.join_rules", "")["join_rule"], "invite");
     assert_eq!(state_of(&state, "m.room.name", "")["name"], "Intranet");
     assert_eq!(state_of(&state, "m.room.power_levels", "")["users"][format!("@{ann}:{server}")], 50);
     for room in [&alpha, &beta] {
         assert_eq!(state_of(&state, "m.space.child", room), json!({"via": [server]}));
-        let room_state = admin.admin_room_state(room).await.expect("room state");
+        let room_state = admin.admin_room_state(&support::rid(room)).await.expect("room state");
         assert_eq!(state_of(&room_state, "m.space.parent", &space), json!({"via": [server], "canonical": true}));
         assert_eq!(
             state_of(&room_state, "m.room.join_rules", "")["join_rule"],
@@ -156,12 +156,12 @@ async fn the_space_groups_selected_rooms_and_a_member_sees_only_rooms_they_may_b
     let rename = json!({"spec": {"displayName": "Intranet (renamed)"}});
     spaces.patch("intranet", &PatchParams::default(), &Patch::Merge(&rename)).await.expect("renamed");
     eventually("the space renamed", WAIT, || async {
-        let state = admin.admin_room_state(&space).await.ok()?;
+        let state = admin.admin_room_state(&support::rid(&space)).await.ok()?;
         (state_of(&state, "m.room.name", "")["name"] == "Intranet (renamed)").then_some(())
     })
     .await;
-    let members = admin.room_members(&space).await.expect("members");
-    assert!(members.contains(&format!("@{bob}:{server}")), "a not-Ready bob stays: {members:?}");
+    let members = admin.room_members(&support::rid(&space)).await.expect("members");
+    assert!(members.contains(&support::uid(format!("@{bob}:{server}"))), "a not-Ready bob stays: {members:?}");
 
     // beta stops being selected: it loses child and parent, and cat (only in beta) leaves the space.
     let unlabel = json!({"metadata": {"labels": {"team": null}}});
@@ -171,13 +171,20 @@ async fn the_space_groups_selected_rooms_and_a_member_sees_only_rooms_they_may_b
         (st.rooms == Some(1) && st.members == Some(2)).then_some(())
     })
     .await;
-    let state = admin.admin_room_state(&space).await.expect("space state");
+    let state = admin.admin_room_state(&support::rid(&space)).await.expect("space state");
     assert_eq!(state_of(&state, "m.space.child", &beta), json!({}));
-    let beta_state = admin.admin_room_state(&beta).await.expect("beta state");
+    let beta_state = admin.admin_room_state(&support::rid(&beta)).await.expect("beta state");
     assert_eq!(state_of(&beta_state, "m.space.parent", &space), json!({}));
-    let members = admin.room_members(&space).await.expect("members");
-    assert!(!members.contains(&format!("@{cat}:{server}")), "{members:?}");
-    assert!(admin.room_members(&beta).await.expect("beta").contains(&format!("@{cat}:{server}")), "cat keeps beta");
+    let members = admin.room_members(&support::rid(&space)).await.expect("members");
+    assert!(!members.contains(&support::uid(format!("@{cat}:{server}"))), "{members:?}");
+    assert!(
+        admin
+            .room_members(&support::rid(&beta))
+            .await
+            .expect("beta")
+            .contains(&support::uid(format!("@{cat}:{server}"))),
+        "cat keeps beta"
+    );
 }
 
 #[tokio::test]
@@ -215,7 +222,7 @@ async fn a_space_is_adopted_again_through_its_alias_and_deleted_on_request() {
     let admin = synapse_admin().await;
     spaces.delete("hub", &DeleteParams::default()).await.expect("deleted");
     eventually("hub gone", WAIT, || async { spaces.get_opt("hub").await.ok()?.is_none().then_some(()) }).await;
-    assert!(admin.room_details(&first).await.expect("details").is_none(), "the space is purged");
-    let state = admin.admin_room_state(&room).await.expect("room state");
+    assert!(admin.room_details(&support::rid(&first)).await.expect("details").is_none(), "the space is purged");
+    let state = admin.admin_room_state(&support::rid(&room)).await.expect("room state");
     assert_eq!(state_of(&state, "m.space.parent", &first), json!({}));
 }

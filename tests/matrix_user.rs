@@ -31,7 +31,7 @@ async fn ready(api: &Api<MatrixUser>, name: &str, status: &str) -> MatrixUser {
 }
 
 async fn account(admin: &Synapse, user_id: &str) -> AdminUser {
-    admin.get_user(user_id).await.expect("Synapse answers").expect("account exists")
+    admin.get_user(&support::uid(user_id)).await.expect("Synapse answers").expect("account exists")
 }
 
 async fn events(client: &Client, ns: &str, object: &str) -> Vec<(String, String)> {
@@ -74,7 +74,7 @@ async fn creates_the_account_with_profile_email_and_notification_pusher() {
     assert_eq!(a.displayname, Some(format!("{username} Display")));
     assert_eq!(a.threepids, vec![Threepid::email(&format!("{}@example.org", username.to_lowercase()))]);
     assert!(!a.admin && !a.deactivated);
-    let pushers = s.admin.pushers(&user_id).await.expect("pushers");
+    let pushers = s.admin.pushers(&support::uid(&user_id)).await.expect("pushers");
     assert!(
         pushers.iter().any(|p| p.kind == "email" && p.pushkey == format!("{}@example.org", username.to_lowercase())),
         "{pushers:?}"
@@ -102,10 +102,10 @@ async fn puts_back_a_display_name_and_email_changed_in_synapse() {
         threepids: Some(vec![Threepid::email("elsewhere@example.org")]),
         ..UserUpdate::default()
     };
-    s.admin.put_user(&user_id, &tamper).await.expect("tampered");
+    s.admin.put_user(&support::uid(&user_id), &tamper).await.expect("tampered");
     let expected_email = format!("{username}@example.org");
     eventually("drift corrected", WAIT, || async {
-        let a = s.admin.get_user(&user_id).await.ok()??;
+        let a = s.admin.get_user(&support::uid(&user_id)).await.ok()??;
         (a.displayname == Some(format!("{username} Display")) && a.threepids == vec![Threepid::email(&expected_email)])
             .then_some(())
     })
@@ -123,7 +123,7 @@ async fn spec_changes_reach_synapse() {
     let change = json!({"spec": {"displayName": "Catherine", "email": "Catherine@Example.org", "admin": true}});
     s.api.patch("cat", &PatchParams::default(), &Patch::Merge(&change)).await.expect("patched");
     eventually("profile updated", WAIT, || async {
-        let a = s.admin.get_user(&user_id).await.ok()??;
+        let a = s.admin.get_user(&support::uid(&user_id)).await.ok()??;
         (a.displayname.as_deref() == Some("Catherine")
             && a.threepids == vec![Threepid::email("catherine@example.org")]
             && a.admin)
@@ -132,7 +132,7 @@ async fn spec_changes_reach_synapse() {
     .await;
     // The pusher follows the new address.
     eventually("pusher for the new address", WAIT, || async {
-        let p = s.admin.pushers(&user_id).await.ok()?;
+        let p = s.admin.pushers(&support::uid(&user_id)).await.ok()?;
         p.iter().any(|p| p.pushkey == "catherine@example.org").then_some(())
     })
     .await;
@@ -160,7 +160,7 @@ async fn disabling_deactivates_and_enabling_reactivates() {
         .await
         .expect("patched");
     eventually("reactivated with its email", WAIT, || async {
-        let a = s.admin.get_user(&user_id).await.ok()??;
+        let a = s.admin.get_user(&support::uid(&user_id)).await.ok()??;
         (!a.deactivated && a.threepids.len() == 1).then_some(())
     })
     .await;

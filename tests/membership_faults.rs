@@ -159,7 +159,7 @@ async fn a_deleted_matrix_user_leaves_its_rooms_even_when_its_account_is_retaine
     })
     .await;
     // The account itself is retained, and the others stay.
-    let account = synapse_admin().await.get_user(&ann).await.expect("synapse").expect("account");
+    let account = synapse_admin().await.get_user(&support::uid(&ann)).await.expect("synapse").expect("account");
     assert!(!account.deactivated);
     for short in ["bob", "cat"] {
         assert_eq!(snap[&("Enforce".to_owned(), team.id(short))].0, "join");

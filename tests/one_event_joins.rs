@@ -82,7 +82,7 @@ async fn stranger() -> (String, Synapse, SecretString) {
     };
     let r = synapse.register_with_shared_secret(&SecretString::new(p.shared_secret()), &reg).await.expect("stranger");
     let token = r.access_token.expect("token");
-    (r.user_id, synapse.with_token(token.clone()), token)
+    (r.user_id.to_string(), synapse.with_token(token.clone()), token)
 }
 
 /// GET on Synapse with `token`: (status, body).
@@ -135,15 +135,15 @@ async fn a_stranger_watching_everything_never_gets_into_a_room_populated_in_one_
                 if let Ok(l) = links.get("team").await {
                     ids.extend(l.status.as_ref().and_then(|st| st.room_id.clone()));
                 }
-                if let Ok(Some(id)) = token.resolve_alias(&alias).await {
-                    ids.push(id);
+                if let Ok(Some(id)) = token.resolve_alias(&support::alias(&alias)).await {
+                    ids.push(id.to_string());
                 }
                 for id in ids {
                     attempts += 1;
-                    if token.join(&id).await.is_ok() {
+                    if token.join(&support::rid(&id)).await.is_ok() {
                         breaches.push(format!("joined {id}"));
                     }
-                    if token.full_state(&id).await.is_ok() {
+                    if token.full_state(&support::rid(&id)).await.is_ok() {
                         breaches.push(format!("read the state of {id}"));
                     }
                     let (status, _) =
@@ -167,14 +167,18 @@ async fn a_stranger_watching_everything_never_gets_into_a_room_populated_in_one_
 
     let admin = synapse_admin().await;
     let admin_token = admin_token().await;
-    let mut members = admin.room_members(&room).await.expect("members");
+    let mut members = admin.room_members(&support::rid(&room)).await.expect("members");
     members.sort();
     let mut expected: Vec<String> = s.users.iter().map(|u| format!("@{u}:{}", s.server)).collect();
     expected.push(s.operator.clone());
     expected.sort();
     assert_eq!(members, expected, "exactly the listed people and the operator");
-    assert!(!members.contains(&stranger_id));
-    assert_eq!(admin.resolve_alias(&alias).await.expect("alias"), Some(room.clone()), "the alias comes at the end");
+    assert!(!members.contains(&support::uid(&stranger_id)));
+    assert_eq!(
+        admin.resolve_alias(&support::alias(&alias)).await.expect("alias"),
+        Some(support::rid(&room)),
+        "the alias comes at the end"
+    );
     let events = timeline(admin_token.expose(), &room).await;
     assert_eq!(join_rule(&events).as_deref(), Some("invite"), "the room is closed again");
     let members_events: Vec<&Value> =
@@ -182,7 +186,7 @@ async fn a_stranger_watching_everything_never_gets_into_a_room_populated_in_one_
     let invites = members_events.iter().filter(|e| e["content"]["membership"] == "invite").count();
     let joins = members_events.iter().filter(|e| e["content"]["membership"] == "join").count();
     assert_eq!((invites, joins), (0, s.users.len()), "one event (a join) per first member, no invites");
-    assert!(me.join(&room).await.is_err(), "and the closed room refuses the stranger");
+    assert!(me.join(&support::rid(&room)).await.is_err(), "and the closed room refuses the stranger");
 }
 
 #[tokio::test]
@@ -212,11 +216,11 @@ async fn a_crash_while_the_room_is_open_is_closed_first_on_restart_and_whoever_g
     // Kubernetes readers saw nothing of it, nor does the alias name it.
     let l = s.links.get("team").await.expect("link");
     assert_eq!(l.status.as_ref().and_then(|st| st.room_id.clone()), None, "no room id in status while open");
-    assert_eq!(admin.resolve_alias(&alias).await.expect("alias"), None, "no alias while open");
+    assert_eq!(admin.resolve_alias(&support::alias(&alias)).await.expect("alias"), None, "no alias while open");
     let (_, d) = get(admin_token.expose(), &format!("/_synapse/admin/v1/rooms/{}", enc(&room))).await;
     assert_eq!(d["join_rules"], "public", "killed with the room open");
     // The worst case: someone who was handed the id gets in while the room is open.
-    me.join(&room).await.expect("the open room takes anyone who knows its id");
+    me.join(&support::rid(&room)).await.expect("the open room takes anyone who knows its id");
 
     // Restarted without the flag: the open room is closed first, the stranger removed.
     let _op = Operator::start(&s.ns, "matrix", &[]);
@@ -236,12 +240,16 @@ async fn a_crash_while_the_room_is_open_is_closed_first_on_restart_and_whoever_g
         (Some("m.room.join_rules"), Some("invite")),
         "the first thing the restarted operator does is close the room: {after_stranger}"
     );
-    let mut members = admin.room_members(&room).await.expect("members");
+    let mut members = admin.room_members(&support::rid(&room)).await.expect("members");
     members.sort();
     let mut expected: Vec<String> = s.users.iter().map(|u| format!("@{u}:{}", s.server)).collect();
     expected.push(s.operator.clone());
     expected.sort();
     assert_eq!(members, expected, "every listed person in, the stranger out");
-    assert!(me.join(&room).await.is_err(), "the stranger cannot come back");
-    assert_eq!(admin.resolve_alias(&alias).await.expect("alias"), Some(room.clone()), "the alias is out now");
+    assert!(me.join(&support::rid(&room)).await.is_err(), "the stranger cannot come back");
+    assert_eq!(
+        admin.resolve_alias(&support::alias(&alias)).await.expect("alias"),
+        Some(support::rid(&room)),
+        "the alias is out now"
+    );
 }

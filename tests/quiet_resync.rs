@@ -98,9 +98,9 @@ async fn a_quiet_resync_writes_nothing_and_reads_synapse_at_most_once_per_object
     let user_id =
         users.get(&names[1].replace('_', "-")).await.expect("user").status.and_then(|s| s.user_id).expect("id");
     let tamper = UserUpdate { displayname: Some("Changed by hand".into()), ..UserUpdate::default() };
-    admin.put_user(&user_id, &tamper).await.expect("tampered");
+    admin.put_user(&support::uid(&user_id), &tamper).await.expect("tampered");
     eventually("the display name put back", Duration::from_secs(30), || async {
-        let a = admin.get_user(&user_id).await.ok()??;
+        let a = admin.get_user(&support::uid(&user_id)).await.ok()??;
         (a.displayname.as_deref() == Some(format!("Quiet {}", names[1]).as_str())).then_some(())
     })
     .await;

@@ -176,7 +176,7 @@ async fn rate_limited_calls_wait_as_long_as_synapse_asks_and_the_rooms_come_out_
     eventually("every room renamed in Synapse", Duration::from_secs(180), || async {
         for l in links.list(&Default::default()).await.ok()?.items {
             let room = l.status?.room_id?;
-            let state = admin.admin_room_state(&room).await.ok()?;
+            let state = admin.admin_room_state(&support::rid(&room)).await.ok()?;
             let name = state.iter().find(|e| e.kind == "m.room.name")?.content["name"].as_str()?.to_owned();
             if !name.starts_with("Renamed") {
                 return None;

@@ -41,7 +41,7 @@ async fn stored_token(client: &Client, ns: &str) -> SecretString {
 /// Who a token acts as, or `None` when Synapse refuses it.
 async fn whoami(token: &SecretString) -> Option<String> {
     let synapse = Synapse::new(platform().synapse_url()).expect("url").with_token(token.clone());
-    synapse.whoami().await.ok().map(|me| me.user_id)
+    synapse.whoami().await.ok().map(|me| me.user_id.to_string())
 }
 
 /// Notes of the session Events on the operator's token Secret, with `reason`.
@@ -129,7 +129,10 @@ async fn a_reinstall_without_its_token_secret_gets_the_same_account_and_room_bac
     for u in found {
         let name = u["name"].as_str().unwrap_or_default();
         assert!(name.starts_with(&helpers), "{name}");
-        assert!(admin.get_user(name).await.expect("user").expect("exists").deactivated, "{name} deactivated");
+        assert!(
+            admin.get_user(&support::uid(name)).await.expect("user").expect("exists").deactivated,
+            "{name} deactivated"
+        );
     }
 }
 
@@ -171,7 +174,7 @@ async fn a_password_changed_behind_its_back_is_healed_without_a_person() {
         logout_devices: Some(true),
         ..Default::default()
     };
-    admin.put_user(&me, &update).await.expect("password changed");
+    admin.put_user(&support::uid(&me), &update).await.expect("password changed");
 
     user_ready(&client, &ns, &account("pb")).await;
     assert_eq!(whoami(&stored_token(&client, &ns).await).await, Some(me.clone()), "the same account");

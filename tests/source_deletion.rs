@@ -119,13 +119,17 @@ impl Imported {
     async fn assert_everything_kept(&self) {
         let admin = synapse_admin().await;
         for account in &self.accounts {
-            let user = admin.get_user(account).await.expect("read account").expect("account exists");
+            let user = admin.get_user(&support::uid(account)).await.expect("read account").expect("account exists");
             assert!(!user.deactivated, "{account} must stay active");
         }
         for (alias, room, expected) in &self.rooms {
-            assert_eq!(admin.resolve_alias(alias).await.expect("alias"), Some(room.clone()), "{alias} kept");
-            let mut members = admin.room_members(room).await.expect("members");
-            members.retain(|m| !m.starts_with("@op-"));
+            assert_eq!(
+                admin.resolve_alias(&support::alias(alias)).await.expect("alias"),
+                Some(support::rid(room)),
+                "{alias} kept"
+            );
+            let mut members = admin.room_members(&support::rid(room)).await.expect("members");
+            members.retain(|m| !m.as_str().starts_with("@op-"));
             members.sort();
             assert_eq!(&members, expected, "members of {alias}");
         }
@@ -187,12 +191,12 @@ async fn apply_policies_makes_a_cascade_apply_each_deletion_policy() {
     let admin = synapse_admin().await;
     eventually("every account deactivated and every room deleted", WAIT, || async {
         for account in &s.accounts {
-            if !admin.get_user(account).await.ok()??.deactivated {
+            if !admin.get_user(&support::uid(account)).await.ok()??.deactivated {
                 return None;
             }
         }
         for (alias, _, _) in &s.rooms {
-            if admin.resolve_alias(alias).await.ok()?.is_some() {
+            if admin.resolve_alias(&support::alias(alias)).await.ok()?.is_some() {
                 return None;
             }
         }

@@ -112,7 +112,7 @@ impl Space {
     }
 
     async fn state_of(&self, room: &str, kind: &str, key: &str) -> Value {
-        let state = self.admin.admin_room_state(room).await.expect("state readable");
+        let state = self.admin.admin_room_state(&support::rid(room)).await.expect("state readable");
         state.into_iter().find(|e| e.kind == kind && e.state_key == key).map_or(Value::Null, |e| e.content)
     }
 
@@ -121,10 +121,10 @@ impl Space {
     }
 
     async fn joined(&self, room: &str) -> Vec<String> {
-        let mut m = self.admin.room_members(room).await.expect("members");
-        m.retain(|u| !u.starts_with("@op-"));
+        let mut m = self.admin.room_members(&support::rid(room)).await.expect("members");
+        m.retain(|u| !u.as_str().starts_with("@op-"));
         m.sort();
-        m
+        m.into_iter().map(String::from).collect()
     }
 }
 
@@ -156,7 +156,7 @@ async fn creates_a_private_v12_room_with_state_power_and_members() {
     assert_eq!(pl["events"]["m.room.name"], 100);
     assert_eq!(pl["kick"], 50);
     let alias = format!("#space_team_{}:{}", s.tag, s.server);
-    assert_eq!(s.admin.resolve_alias(&alias).await.expect("alias"), Some(room.clone()));
+    assert_eq!(s.admin.resolve_alias(&support::alias(&alias)).await.expect("alias"), Some(support::rid(&room)));
     let marker = s.state_of(&room, "dev.exomatrix.link", &format!("team_{}", s.tag)).await;
     assert_eq!(marker["spaceGroupId"], format!("team_{}", s.tag));
 
@@ -173,8 +173,8 @@ async fn membership_and_manager_changes_reach_the_room_and_strangers_stay() {
     let room = s.room("team").await;
     // Someone the operator does not manage joins through the admin API.
     let stranger = format!("@stranger{}:{}", s.tag, s.server);
-    s.admin.put_user(&stranger, &Default::default()).await.expect("stranger");
-    s.as_operator().await.admin_join(&room, &stranger).await.expect("stranger joins");
+    s.admin.put_user(&support::uid(&stranger), &Default::default()).await.expect("stranger");
+    s.as_operator().await.admin_join(&support::rid(&room), &support::uid(&stranger)).await.expect("stranger joins");
 
     s.patch(
         "team",
@@ -225,8 +225,11 @@ async fn drift_in_matrix_is_put_back_and_a_quiet_resync_writes_nothing() {
     assert!(reads > 0, "resyncs ran");
     assert!(writes.is_empty(), "a no-change resync wrote: {writes:?}");
 
-    as_op.put_state(&room, "m.room.name", "", &json!({"name": "Renamed in Element"})).await.expect("rename");
-    as_op.kick(&room, &s.id("bob"), "by hand").await.expect("kick");
+    as_op
+        .put_state(&support::rid(&room), "m.room.name", "", &json!({"name": "Renamed in Element"}))
+        .await
+        .expect("rename");
+    as_op.kick(&support::rid(&room), &support::uid(s.id("bob")), "by hand").await.expect("kick");
     eventually("name and membership restored", WAIT, || async {
         let name = s.state(&room, "m.room.name").await;
         (name["name"] == "Space team" && s.joined(&room).await.contains(&s.id("bob"))).then_some(())
@@ -249,8 +252,8 @@ async fn links_an_existing_v10_room_made_by_someone_else() {
     s.people(&["ann", "bob"]).await;
     // A room an end user made, with the classic power rules of room version 10.
     let owner = format!("@owner{}:{}", s.tag, s.server);
-    s.admin.put_user(&owner, &Default::default()).await.expect("owner");
-    let owner_client = s.admin.with_token(s.admin.login_as(&owner).await.expect("token"));
+    s.admin.put_user(&support::uid(&owner), &Default::default()).await.expect("owner");
+    let owner_client = s.admin.with_token(s.admin.login_as(&support::uid(&owner)).await.expect("token"));
     let room = owner_client
         .create_room(&CreateRoom {
             preset: Some("private_chat"),
@@ -258,7 +261,8 @@ async fn links_an_existing_v10_room_made_by_someone_else() {
             ..Default::default()
         })
         .await
-        .expect("v10 room");
+        .expect("v10 room")
+        .to_string();
     assert!(room.contains(':'), "{room}");
 
     let mut spec = s.spec("legacy", &["ann", "bob"], &["ann"]);
@@ -315,7 +319,7 @@ async fn a_second_link_for_the_same_space_conflicts() {
     // Deleting the loser leaves the room alone.
     s.links.delete("second", &DeleteParams::default()).await.expect("delete");
     eventually("second gone", WAIT, || async { s.links.get_opt("second").await.ok()?.is_none().then_some(()) }).await;
-    assert!(s.admin.room_details(&room).await.expect("details").is_some());
+    assert!(s.admin.room_details(&support::rid(&room)).await.expect("details").is_some());
 }
 
 #[tokio::test]
@@ -414,7 +418,7 @@ async fn deletion_follows_the_deletion_policy() {
     let topic = s.state(&rooms[1], "m.room.topic").await;
     assert!(topic["topic"].as_str().unwrap_or("").starts_with("[archived]"), "{topic}");
     assert_eq!(s.state(&rooms[1], "m.room.power_levels").await["events_default"], 100, "read-only");
-    assert_eq!(s.admin.room_details(&rooms[2]).await.expect("details"), None, "Delete purges the room");
+    assert_eq!(s.admin.room_details(&support::rid(&rooms[2])).await.expect("details"), None, "Delete purges the room");
 }
 
 #[tokio::test]

@@ -59,7 +59,8 @@ async fn synapse_down_is_a_condition_and_everything_converges_when_it_is_back() 
     }
     let admin = synapse_admin().await;
     let user_id = format!("@{during}:{}", platform().server_name());
-    let account = admin.get_user(&user_id).await.expect("synapse").expect("account made after the outage");
+    let account =
+        admin.get_user(&support::uid(&user_id)).await.expect("synapse").expect("account made after the outage");
     assert!(!account.deactivated);
     assert!(!op.log_text().contains("panicked"), "{}", op.log_text());
 }

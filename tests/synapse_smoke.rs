@@ -41,7 +41,7 @@ async fn registers_through_shared_secret_and_creates_a_room() {
         })
         .await
         .expect("room created");
-    assert!(room_id.starts_with('!'), "{room_id}");
+    assert!(room_id.as_str().starts_with('!'), "{room_id}");
     let name = as_user.room_state(&room_id, "m.room.name", "").await.expect("state readable");
     assert_eq!(name, Some(json!({"name": "Smoke room"})));
     let marker = as_user.room_state(&room_id, "dev.exomatrix.link", "smoke").await.expect("state readable");

@@ -5,13 +5,14 @@
 use serde_json::Value;
 
 use super::Error;
+use crate::ids::{OwnedRoomId, RoomAliasId};
 use crate::session::Session;
 
 /// How the room of one object is recognised as this operator's.
 pub struct Claim<'a> {
     /// "room" or "space", for messages.
     pub what: &'static str,
-    pub alias: &'a str,
+    pub alias: &'a RoomAliasId,
     /// The marker state event written at creation: (type, state key, content).
     pub marker: (&'a str, &'a str, &'a Value),
     /// What a person can do when someone else holds the alias.
@@ -20,7 +21,7 @@ pub struct Claim<'a> {
 
 /// The room behind the alias if this operator made it for this object: its marker says so,
 /// or (a room made before markers existed) the operator created it. Another room is AliasTaken.
-pub async fn adopt_by_alias(session: &Session, claim: &Claim<'_>) -> Result<Option<String>, Error> {
+pub async fn adopt_by_alias(session: &Session, claim: &Claim<'_>) -> Result<Option<OwnedRoomId>, Error> {
     let (admin, what, alias) = (&session.admin, claim.what, claim.alias);
     let Some(id) = admin.resolve_alias(alias).await.map_err(Error::synapse(format!("resolving the {what} alias")))?
     else {
@@ -33,7 +34,7 @@ pub async fn adopt_by_alias(session: &Session, claim: &Claim<'_>) -> Result<Opti
             .room_details(&id)
             .await
             .map_err(Error::synapse(format!("looking up the {what}")))?
-            .is_some_and(|d| d.creator.as_deref() == Some(session.user_id.as_str())),
+            .is_some_and(|d| d.creator.as_ref() == Some(&session.user_id)),
     };
     if ours {
         return Ok(Some(id));

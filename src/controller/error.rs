@@ -144,6 +144,14 @@ impl Error {
     }
 }
 
+/// A Matrix id that does not parse (a CR field, a status the operator wrote, a name derived
+/// from eXo): the spec cannot work as written.
+impl From<crate::ids::IdError> for Error {
+    fn from(e: crate::ids::IdError) -> Self {
+        Error::invalid_spec("InvalidMatrixId", e.to_string())
+    }
+}
+
 /// The key an object's failures are counted under.
 pub(super) fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!(

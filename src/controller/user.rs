@@ -15,7 +15,7 @@ use super::status::{self, publish};
 use super::user_index::UserIndex;
 use super::{Context, Error, UserCreation, avatar};
 use crate::crd::{MatrixUser, UserDeletionPolicy};
-use crate::ids;
+use crate::ids::{self, UserId};
 use crate::plan::user::{self as plan, DesiredUser, ObservedUser, UserAction, plan_user};
 use crate::secret::SecretString;
 use crate::session::Session;
@@ -63,7 +63,7 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     }
     conditions::remove(&mut status.conditions, "Conflict");
 
-    let user_id = ids::user_id(&ids::localpart(&user.spec.username), &session.server_name);
+    let user_id = ids::user_on(&ids::localpart(&user.spec.username), &session.server_name)?;
     let previous = user.status.as_ref().and_then(|s| s.avatar.clone());
     let resolved = avatar::resolve(ctx, &session, user.spec.avatar_url.as_deref(), previous).await?;
     if let Some(url) = &resolved.uploaded_from {
@@ -95,11 +95,11 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
             let directory = &ctx.directory;
             let managed = || ctx.users.as_ref().map_or(0, |s| s.len());
             let listing = directory
-                .listed(&session.admin, &user_id, ctx.settings.resync, managed)
+                .listed(&session.admin, user_id.as_str(), ctx.settings.resync, managed)
                 .await
                 .map_err(Error::synapse("listing the accounts"))?;
             let current = settled(user, &user_id);
-            let deep = !current || directory.deep_check_due(&user_id, ctx.settings.account_check).await;
+            let deep = !current || directory.deep_check_due(user_id.as_str(), ctx.settings.account_check).await;
             let listed = match &listing {
                 Listing::Listed(l) => Some(l),
                 Listing::Absent | Listing::Unknown => None,
@@ -120,9 +120,9 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
                     publish(ctx, user, EventType::Normal, action.reason(), &action.describe()).await;
                 }
                 let after = plan::apply(&observed, &actions);
-                directory.record(&user_id, after.account.as_ref()).await;
+                directory.record(user_id.as_str(), after.account.as_ref()).await;
                 if deep {
-                    directory.deep_checked(&user_id, ctx.settings.account_check).await;
+                    directory.deep_checked(user_id.as_str(), ctx.settings.account_check).await;
                 }
                 exists = observed.account.is_some();
                 if !actions.is_empty() {
@@ -134,7 +134,7 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    status.user_id = Some(user_id.clone());
+    status.user_id = Some(user_id.to_string());
     status.avatar = avatar_status;
     match avatar_problem {
         Some(problem) => {
@@ -160,10 +160,10 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// The last pass succeeded for this generation and account: only a listed difference needs a read.
-fn settled(user: &MatrixUser, user_id: &str) -> bool {
+fn settled(user: &MatrixUser, user_id: &UserId) -> bool {
     user.status.as_ref().is_some_and(|s| {
         s.observed_generation == user.metadata.generation
-            && s.user_id.as_deref() == Some(user_id)
+            && s.user_id.as_deref() == Some(user_id.as_str())
             && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
     })
 }
@@ -254,9 +254,10 @@ async fn password(user: &MatrixUser, ctx: &Context) -> Result<Option<SecretStrin
 
 async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     // An object that never owned an account (conflict, never reconciled) touches nothing.
-    let Some(user_id) = user.status.as_ref().and_then(|s| s.user_id.clone()) else {
+    let Some(user_id) = user.status.as_ref().and_then(|s| s.user_id.as_deref()) else {
         return Ok(Action::await_change());
     };
+    let user_id = &ids::user_id(user_id)?;
     let erase = match user.spec.deletion_policy {
         UserDeletionPolicy::Retain => None,
         UserDeletionPolicy::Deactivate => Some(false),
@@ -270,7 +271,7 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
     let session = ctx.session()?;
     // Deleting a MatrixUser takes the person out of its links' rooms whatever happens to the account: once
     // the object is gone the account is no longer managed, and a link pass could come too late.
-    super::link::leave::leave_rooms(ctx, &session, user, &user_id).await?;
+    super::link::leave::leave_rooms(ctx, &session, user, user_id).await?;
     let Some(erase) = erase else { return Ok(Action::await_change()) };
     if let Some(m) = &session.mas {
         if mas::delete(m, &ids::localpart(&user.spec.username), erase).await? {
@@ -280,9 +281,9 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         }
         return Ok(Action::await_change());
     }
-    let account = session.admin.get_user(&user_id).await.map_err(Error::synapse("reading the account"))?;
+    let account = session.admin.get_user(user_id).await.map_err(Error::synapse("reading the account"))?;
     if account.is_some_and(|a| !a.deactivated || erase) {
-        session.admin.deactivate_user(&user_id, erase).await.map_err(Error::synapse("deactivating the account"))?;
+        session.admin.deactivate_user(user_id, erase).await.map_err(Error::synapse("deactivating the account"))?;
         let what = if erase { "erased" } else { "deactivated" };
         publish(
             ctx,

@@ -44,7 +44,7 @@ pub enum MasSessionError {
 /// The operator's working session in MAS mode.
 pub struct OwnSession {
     pub admin: Synapse,
-    pub user_id: String,
+    pub user_id: crate::ids::OwnedUserId,
     /// The MAS id (ULID) of the operator's account.
     pub mas_user_id: String,
     /// When to renew the token, if it expires.
@@ -127,9 +127,9 @@ pub async fn establish(
     write(secrets, name, &token, &session, None).await?;
     let admin = synapse.with_token(token.clone());
     let user_id = check_new(&admin).await?;
-    write(secrets, name, &token, &session, Some(&user_id)).await?;
+    write(secrets, name, &token, &session, Some(user_id.as_str())).await?;
     revoke_others(mas, &account.id, &session.id).await;
-    tracing::info!(user_id, "made a new MAS personal session for the operator");
+    tracing::info!(%user_id, "made a new MAS personal session for the operator");
     Ok(OwnSession { admin, user_id, mas_user_id: account.id, renew_at: renew_at(session.expires_at) })
 }
 
@@ -170,7 +170,7 @@ async fn own_account(mas: &Mas, localpart: &str) -> Result<super::User, MasSessi
 }
 
 /// whoami, then an admin-only call (which also exempts the operator from rate limits).
-async fn check(admin: &Synapse) -> Result<String, MasSessionError> {
+async fn check(admin: &Synapse) -> Result<crate::ids::OwnedUserId, MasSessionError> {
     let me = admin.whoami().await.map_err(MasSessionError::Synapse)?;
     match admin.exempt_from_rate_limits(&me.user_id).await {
         Ok(()) => Ok(me.user_id),
@@ -180,7 +180,7 @@ async fn check(admin: &Synapse) -> Result<String, MasSessionError> {
 }
 
 /// Like `check`, waiting a little for MAS to provision a just-created account in Synapse.
-async fn check_new(admin: &Synapse) -> Result<String, MasSessionError> {
+async fn check_new(admin: &Synapse) -> Result<crate::ids::OwnedUserId, MasSessionError> {
     let mut last = None;
     for _ in 0..20 {
         match check(admin).await {

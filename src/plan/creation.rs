@@ -17,20 +17,22 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::ids::{self, OwnedRoomId, OwnedUserId, RoomId, UserId};
+
 /// The account-data type under which the room id of a link's room is recorded
 /// (keyed like the alias, so two installations with different prefixes never meet).
 pub fn record_type(alias_localpart: &str) -> String {
     format!("dev.exomatrix.room.{alias_localpart}")
 }
 
-pub fn record_content(room_id: &str, space_group_id: &str) -> Value {
+pub fn record_content(room_id: &RoomId, space_group_id: &str) -> Value {
     json!({"roomId": room_id, "spaceGroupId": space_group_id})
 }
 
-/// The room a record names, if it is a record for `space_group_id`.
-pub fn recorded_room(content: &Value, space_group_id: &str) -> Option<String> {
+/// The room a record names, if it is a record for `space_group_id` (and names a room id).
+pub fn recorded_room(content: &Value, space_group_id: &str) -> Option<OwnedRoomId> {
     (content.get("spaceGroupId")?.as_str()? == space_group_id)
-        .then(|| content.get("roomId")?.as_str().map(str::to_owned))
+        .then(|| ids::room_id(content.get("roomId")?.as_str()?).ok())
         .flatten()
 }
 
@@ -66,7 +68,7 @@ pub fn hold_creation(accounts_in_progress: usize, link_age: Duration) -> bool {
 
 /// Joined accounts that are neither listed nor the operator: people who got into
 /// the room while its join rule was `public`.
-pub fn intruders(joined: &[String], members: &BTreeSet<String>, operator: &str) -> Vec<String> {
+pub fn intruders(joined: &[OwnedUserId], members: &BTreeSet<OwnedUserId>, operator: &UserId) -> Vec<OwnedUserId> {
     joined.iter().filter(|u| *u != operator && !members.contains(*u)).cloned().collect()
 }
 
@@ -82,8 +84,8 @@ mod tests {
 
     #[test]
     fn a_record_names_its_room_only_for_its_own_space() {
-        let r = record_content("!abc", "team");
-        assert_eq!(recorded_room(&r, "team"), Some("!abc".into()));
+        let r = record_content(&ids::room_id("!abc").unwrap(), "team");
+        assert_eq!(recorded_room(&r, "team"), Some(ids::room_id("!abc").unwrap()));
         assert_eq!(recorded_room(&r, "other"), None);
         assert_eq!(recorded_room(&json!({}), "team"), None);
         assert_eq!(recorded_room(&json!({"spaceGroupId": "team", "roomId": 3}), "team"), None);
@@ -107,9 +109,10 @@ mod tests {
 
     #[test]
     fn everyone_joined_but_the_listed_and_the_operator_is_an_intruder() {
-        let members: BTreeSet<String> = ["@a:x".to_owned(), "@b:x".to_owned()].into();
-        let joined = ["@op:x", "@a:x", "@eve:x", "@b:x"].map(str::to_owned);
-        assert_eq!(intruders(&joined, &members, "@op:x"), vec!["@eve:x".to_owned()]);
+        let id = |u: &str| ids::user_id(u).unwrap();
+        let members: BTreeSet<OwnedUserId> = [id("@a:x"), id("@b:x")].into();
+        let joined = ["@op:x", "@a:x", "@eve:x", "@b:x"].map(id);
+        assert_eq!(intruders(&joined, &members, &id("@op:x")), vec![id("@eve:x")]);
     }
 
     #[test]

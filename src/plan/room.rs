@@ -13,9 +13,10 @@ pub const SPACE_OWNED_LEVEL: i64 = 100;
 /// The marker state event recording which space owns a room.
 pub const MARKER_TYPE: &str = "dev.exomatrix.link";
 
+/// What one room should be. It names no room: the plan is about whichever room the
+/// caller observed, and the caller sends the actions to that room.
 #[derive(Debug, Clone)]
 pub struct DesiredRoom {
-    pub room_id: String,
     pub space_group_id: String,
     pub name: Option<String>,
     /// The space description (may hold HTML).
@@ -58,16 +59,17 @@ pub struct ObservedRoom {
     pub marker: Option<Value>,
 }
 
+/// One call that brings the observed room closer to the desired one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomAction {
-    SetRoomName { room_id: String, name: String },
-    SetRoomTopic { room_id: String, content: Value },
-    SetRoomAvatar { room_id: String, url: String },
-    SetPowerLevels { room_id: String, content: Value },
-    SetMarker { room_id: String, space_group_id: String, content: Value },
-    JoinUser { room_id: String, user_id: String },
-    InviteUser { room_id: String, user_id: String },
-    KickUser { room_id: String, user_id: String, reason: String },
+    SetRoomName { name: String },
+    SetRoomTopic { content: Value },
+    SetRoomAvatar { url: String },
+    SetPowerLevels { content: Value },
+    SetMarker { space_group_id: String, content: Value },
+    JoinUser { user_id: String },
+    InviteUser { user_id: String },
+    KickUser { user_id: String, reason: String },
 }
 
 impl RoomAction {
@@ -212,54 +214,43 @@ pub fn desired_power_levels(d: &DesiredRoom, observed: &Value, creators: &BTreeS
 
 /// The calls that make the room match `d`, state first, then membership.
 pub fn plan_room(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
-    let room_id = d.room_id.clone();
     let mut actions = Vec::new();
     let wanted_marker = marker(&d.space_group_id);
     if o.marker.as_ref() != Some(&wanted_marker) {
-        actions.push(RoomAction::SetMarker {
-            room_id: room_id.clone(),
-            space_group_id: d.space_group_id.clone(),
-            content: wanted_marker,
-        });
+        actions.push(RoomAction::SetMarker { space_group_id: d.space_group_id.clone(), content: wanted_marker });
     }
     if let Some(name) = &d.name
         && o.name.as_ref() != Some(name)
     {
-        actions.push(RoomAction::SetRoomName { room_id: room_id.clone(), name: name.clone() });
+        actions.push(RoomAction::SetRoomName { name: name.clone() });
     }
     if let Some(description) = &d.description {
         let content = topic_content(description);
         if o.topic.as_ref() != Some(&content) {
-            actions.push(RoomAction::SetRoomTopic { room_id: room_id.clone(), content });
+            actions.push(RoomAction::SetRoomTopic { content });
         }
     }
     match &d.avatar {
         AvatarWish::Set(url) if o.avatar_url.as_ref() != Some(url) => {
-            actions.push(RoomAction::SetRoomAvatar { room_id: room_id.clone(), url: url.clone() })
+            actions.push(RoomAction::SetRoomAvatar { url: url.clone() })
         }
-        AvatarWish::Clear if o.avatar_url.is_some() => {
-            actions.push(RoomAction::SetRoomAvatar { room_id: room_id.clone(), url: String::new() })
-        }
+        AvatarWish::Clear if o.avatar_url.is_some() => actions.push(RoomAction::SetRoomAvatar { url: String::new() }),
         _ => {}
     }
     let pl = desired_power_levels(d, &o.power_levels, &o.creators);
     if pl != o.power_levels {
-        actions.push(RoomAction::SetPowerLevels { room_id: room_id.clone(), content: pl });
+        actions.push(RoomAction::SetPowerLevels { content: pl });
     }
     for user in &d.members {
         let current = o.membership.get(user);
         let action = match (d.mode, current) {
             (_, Some(Membership::Join)) | (_, Some(Membership::Ban)) => None,
-            (MembershipMode::Enforce, _) => {
-                Some(RoomAction::JoinUser { room_id: room_id.clone(), user_id: user.clone() })
-            }
+            (MembershipMode::Enforce, _) => Some(RoomAction::JoinUser { user_id: user.clone() }),
             // Invite mode respects leaving: only people never in the room, or
             // removed by the operator itself (listed again), are invited.
-            (MembershipMode::Invite, None) => {
-                Some(RoomAction::InviteUser { room_id: room_id.clone(), user_id: user.clone() })
-            }
+            (MembershipMode::Invite, None) => Some(RoomAction::InviteUser { user_id: user.clone() }),
             (MembershipMode::Invite, Some(Membership::Leave)) if o.removed_by.get(user) == Some(&d.operator) => {
-                Some(RoomAction::InviteUser { room_id: room_id.clone(), user_id: user.clone() })
+                Some(RoomAction::InviteUser { user_id: user.clone() })
             }
             (MembershipMode::Invite, Some(_)) => None,
         };
@@ -269,11 +260,7 @@ pub fn plan_room(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
         let present = matches!(m, Membership::Join | Membership::Invite);
         let removable = d.managed.contains(user) && *user != d.operator && !o.creators.contains(user);
         if present && removable && !d.members.contains(user) {
-            actions.push(RoomAction::KickUser {
-                room_id: room_id.clone(),
-                user_id: user.clone(),
-                reason: d.kick_reason.clone(),
-            });
+            actions.push(RoomAction::KickUser { user_id: user.clone(), reason: d.kick_reason.clone() });
         }
     }
     actions

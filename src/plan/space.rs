@@ -125,7 +125,6 @@ impl DesiredSpace {
     /// The same wishes seen as a room's, for the power-level and blast-radius rules rooms use.
     fn as_room(&self) -> DesiredRoom {
         DesiredRoom {
-            room_id: self.room_id.clone(),
             space_group_id: String::new(),
             name: Some(self.name.clone()),
             description: self.topic.clone(),
@@ -375,11 +374,9 @@ pub fn guard(d: &DesiredSpace, o: &ObservedSpace, actions: &[SpaceAction], limit
     let kicks: Vec<RoomAction> = actions
         .iter()
         .filter_map(|a| match a {
-            SpaceAction::KickUser { room_id, user_id, reason } => Some(RoomAction::KickUser {
-                room_id: room_id.clone(),
-                user_id: user_id.clone(),
-                reason: reason.clone(),
-            }),
+            SpaceAction::KickUser { user_id, reason, .. } => {
+                Some(RoomAction::KickUser { user_id: user_id.clone(), reason: reason.clone() })
+            }
             _ => None,
         })
         .collect();

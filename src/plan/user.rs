@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::AvatarWish;
+use crate::ids::OwnedUserId;
 use crate::secret::SecretString;
 use crate::synapse::{AdminUser, ListedUser, Threepid, UserUpdate};
 
@@ -10,7 +11,7 @@ pub mod mas;
 
 #[derive(Debug, Clone)]
 pub struct DesiredUser {
-    pub user_id: String,
+    pub user_id: OwnedUserId,
     pub displayname: Option<String>,
     /// Lowercased, as Synapse stores it.
     pub email: Option<String>,
@@ -32,24 +33,24 @@ pub struct ObservedUser {
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserAction {
     CreateUser {
-        user_id: String,
+        user_id: OwnedUserId,
         update: UserUpdate,
     },
     UpdateUser {
-        user_id: String,
+        user_id: OwnedUserId,
         update: UserUpdate,
     },
     DeactivateUser {
-        user_id: String,
+        user_id: OwnedUserId,
     },
     ReactivateUser {
-        user_id: String,
+        user_id: OwnedUserId,
         update: UserUpdate,
     },
     /// Synapse sends notification emails through an email pusher; accounts made
     /// through the admin API get none, so the operator adds it.
     CreateEmailPusher {
-        user_id: String,
+        user_id: OwnedUserId,
         email: String,
     },
 }
@@ -211,7 +212,7 @@ pub fn apply(observed: &ObservedUser, actions: &[UserAction]) -> ObservedUser {
     for action in actions {
         match action {
             UserAction::CreateUser { user_id, update } => {
-                let mut account = AdminUser { name: user_id.clone(), ..AdminUser::default() };
+                let mut account = AdminUser { name: user_id.to_string(), ..AdminUser::default() };
                 merge(&mut account, update);
                 next.account = Some(account);
             }

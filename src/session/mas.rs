@@ -6,7 +6,6 @@ use kube::{Api, Client};
 
 use super::{Session, SessionConfig, SessionError};
 use crate::credentials::Credentials;
-use crate::ids;
 use crate::mas::Mas;
 use crate::synapse::{AuthMode, Synapse};
 
@@ -23,12 +22,7 @@ pub(super) async fn establish(
     let own = crate::mas::session::establish(&mas, synapse, &secrets, &cfg.token_secret_name(), &cfg.admin_localpart)
         .await
         .map_err(|e| SessionError::Mas(mas_creds.url.clone(), e))?;
-    let server_name = cfg
-        .server_name
-        .clone()
-        .or_else(|| creds.server_name.clone())
-        .or_else(|| ids::server_of(&own.user_id).map(str::to_owned))
-        .unwrap_or_default();
+    let server_name = super::server_name(cfg, creds, &own.user_id)?;
     Ok(Session {
         admin: own.admin,
         user_id: own.user_id,

@@ -14,7 +14,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::credentials::{Credentials, CredentialsError};
-use crate::ids;
+use crate::ids::{self, IdError, OwnedServerName, OwnedUserId, UserId};
 use crate::mas::Mas;
 use crate::mas::session::MasSessionError;
 use crate::retry::ErrorClass;
@@ -49,8 +49,8 @@ impl SessionConfig {
 #[derive(Clone)]
 pub struct Session {
     pub admin: Synapse,
-    pub user_id: String,
-    pub server_name: String,
+    pub user_id: OwnedUserId,
+    pub server_name: OwnedServerName,
     pub shared_secret: Option<SecretString>,
     pub mode: AuthMode,
     /// MAS's admin API, when Synapse delegates to it: accounts are managed there.
@@ -84,7 +84,10 @@ pub enum SessionError {
     )]
     TokenRefused(String, #[source] synapse::Error),
     #[error("{0} is not a Synapse server admin; the operator needs an admin token")]
-    NotAdmin(String),
+    NotAdmin(OwnedUserId),
+    /// A server name (flag or Secret) or an id Synapse or the token store gave that is not one.
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
     #[error("recovering the operator's account through a helper admin failed: {0}")]
     Helper(&'static str),
     #[error("Synapse call failed")]
@@ -120,6 +123,7 @@ impl SessionError {
             | SessionError::NoUrl
             | SessionError::TokenRefused(..)
             | SessionError::NotAdmin(_)
+            | SessionError::InvalidId(_)
             | SessionError::Synapse(_) => ErrorClass::NeedsPerson,
         }
     }
@@ -240,12 +244,7 @@ async fn connect(cfg: &SessionConfig, creds: &Credentials, admin: Synapse) -> Re
         Err(e) if e.status() == Some(403) => return Err(SessionError::NotAdmin(me.user_id)),
         Err(e) => return Err(e.into()),
     }
-    let server_name = cfg
-        .server_name
-        .clone()
-        .or_else(|| creds.server_name.clone())
-        .or_else(|| ids::server_of(&me.user_id).map(str::to_owned))
-        .unwrap_or_default();
+    let server_name = server_name(cfg, creds, &me.user_id)?;
     Ok(Session {
         admin,
         user_id: me.user_id,
@@ -255,6 +254,14 @@ async fn connect(cfg: &SessionConfig, creds: &Credentials, admin: Synapse) -> Re
         mas: None,
         renew_at: None,
     })
+}
+
+/// The server name of the ids the operator makes: the flag, else the Secret's, else its own account's.
+fn server_name(cfg: &SessionConfig, creds: &Credentials, me: &UserId) -> Result<OwnedServerName, IdError> {
+    match cfg.server_name.as_deref().or(creds.server_name.as_deref()) {
+        Some(name) => ids::server_name(name),
+        None => Ok(me.server_name().to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -33,17 +33,18 @@ pub async fn session(
     shared_secret: &SecretString,
 ) -> Result<(SecretString, Outcome), SessionError> {
     let stored = store.read().await?;
+    // A stored id that is not one (an older fallback wrote `@localpart`) falls back to the default.
     let localpart = stored
         .user_id
         .as_deref()
-        .and_then(ids::localpart_of)
-        .map(str::to_owned)
+        .and_then(|id| ids::user_id(id).ok())
+        .map(|id| id.localpart().to_owned())
         .unwrap_or_else(|| default_localpart.to_owned());
 
     let mut why = "no stored token (a first start, or its Secret was deleted)".to_owned();
     if let Some(token) = &stored.token {
         match synapse.with_token(token.clone()).whoami().await {
-            Ok(me) if ids::localpart_of(&me.user_id) == Some(localpart.as_str()) => {
+            Ok(me) if me.user_id.localpart() == localpart => {
                 return Ok((token.clone(), Outcome::Reused));
             }
             Ok(me) => why = format!("the stored token belongs to {}, not to the operator's account", me.user_id),
@@ -82,7 +83,7 @@ pub async fn session(
                 Some(t) => t,
                 None => synapse.login_with_password(&localpart, &password).await?,
             };
-            store.write(&token, &r.user_id, &password).await?;
+            store.write(&token, r.user_id.as_str(), &password).await?;
             return Ok((token, Outcome::Registered));
         }
         Err(e) if e.errcode() == Some("M_USER_IN_USE") => {}
@@ -97,7 +98,7 @@ pub async fn session(
 /// The account's full id, as Synapse names it.
 async fn user_id_of(synapse: &Synapse, token: &SecretString, localpart: &str) -> String {
     match synapse.with_token(token.clone()).whoami().await {
-        Ok(me) => me.user_id,
+        Ok(me) => me.user_id.to_string(),
         Err(_) => format!("@{localpart}"),
     }
 }
@@ -125,9 +126,7 @@ async fn reset_through_helper(
     let token = registered.access_token.ok_or(SessionError::Helper("Synapse gave the helper no token"))?;
     let as_helper = synapse.with_token(token);
     let result = async {
-        let user_id = ids::server_of(&helper_id)
-            .map(|server| ids::user_id(localpart, server))
-            .ok_or(SessionError::Helper("Synapse named the helper without a server name"))?;
+        let user_id = ids::user_on(localpart, helper_id.server_name())?;
         let account = as_helper.get_user(&user_id).await?;
         let update = UserUpdate {
             password: Some(password.clone()),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::enc;
 use super::{Error, Synapse};
+use crate::ids::UserId;
 use crate::secret::SecretString;
 
 /// An account as `GET /_synapse/admin/v2/users/<id>` shows it.
@@ -155,8 +156,8 @@ struct Ignored {}
 
 impl Synapse {
     /// GET /_synapse/admin/v2/users/{userId} — `None` for an unknown account.
-    pub async fn get_user(&self, user_id: &str) -> Result<Option<AdminUser>, Error> {
-        match self.get(&format!("/_synapse/admin/v2/users/{}", enc(user_id))).await {
+    pub async fn get_user(&self, user_id: &UserId) -> Result<Option<AdminUser>, Error> {
+        match self.get(&format!("/_synapse/admin/v2/users/{}", enc(user_id.as_str()))).await {
             Ok(u) => Ok(Some(u)),
             Err(e) if e.is(404, "M_NOT_FOUND") => Ok(None),
             Err(e) => Err(e),
@@ -177,52 +178,58 @@ impl Synapse {
     }
 
     /// PUT /_synapse/admin/v2/users/{userId} — creates or updates the account.
-    pub async fn put_user(&self, user_id: &str, update: &UserUpdate) -> Result<AdminUser, Error> {
-        self.put(&format!("/_synapse/admin/v2/users/{}", enc(user_id)), update).await
+    pub async fn put_user(&self, user_id: &UserId, update: &UserUpdate) -> Result<AdminUser, Error> {
+        self.put(&format!("/_synapse/admin/v2/users/{}", enc(user_id.as_str())), update).await
     }
 
     /// POST /_synapse/admin/v1/deactivate/{userId}
-    pub async fn deactivate_user(&self, user_id: &str, erase: bool) -> Result<(), Error> {
+    pub async fn deactivate_user(&self, user_id: &UserId, erase: bool) -> Result<(), Error> {
         #[derive(Serialize)]
         struct Body {
             erase: bool,
         }
-        let _: Ignored = self.post(&format!("/_synapse/admin/v1/deactivate/{}", enc(user_id)), &Body { erase }).await?;
+        let _: Ignored =
+            self.post(&format!("/_synapse/admin/v1/deactivate/{}", enc(user_id.as_str())), &Body { erase }).await?;
         Ok(())
     }
 
     /// POST /_synapse/admin/v1/users/{userId}/override_ratelimit with 0/0: no limits at all.
-    pub async fn exempt_from_rate_limits(&self, user_id: &str) -> Result<(), Error> {
-        let path = format!("/_synapse/admin/v1/users/{}/override_ratelimit", enc(user_id));
+    pub async fn exempt_from_rate_limits(&self, user_id: &UserId) -> Result<(), Error> {
+        let path = format!("/_synapse/admin/v1/users/{}/override_ratelimit", enc(user_id.as_str()));
         let _: Ignored = self.post(&path, &serde_json::json!({"messages_per_second": 0, "burst_count": 0})).await?;
         Ok(())
     }
 
     /// POST /_synapse/admin/v1/users/{userId}/login — a token acting as that account.
-    pub async fn login_as(&self, user_id: &str) -> Result<SecretString, Error> {
-        let t: Token = self.post(&format!("/_synapse/admin/v1/users/{}/login", enc(user_id)), &Empty {}).await?;
+    pub async fn login_as(&self, user_id: &UserId) -> Result<SecretString, Error> {
+        let t: Token =
+            self.post(&format!("/_synapse/admin/v1/users/{}/login", enc(user_id.as_str())), &Empty {}).await?;
         Ok(t.access_token)
     }
 
     /// GET /_synapse/admin/v1/users/{userId}/pushers
-    pub async fn pushers(&self, user_id: &str) -> Result<Vec<Pusher>, Error> {
-        let p: Pushers = self.get(&format!("/_synapse/admin/v1/users/{}/pushers", enc(user_id))).await?;
+    pub async fn pushers(&self, user_id: &UserId) -> Result<Vec<Pusher>, Error> {
+        let p: Pushers = self.get(&format!("/_synapse/admin/v1/users/{}/pushers", enc(user_id.as_str()))).await?;
         Ok(p.pushers)
     }
 
     /// POST /_synapse/admin/v1/users/{userId}/login with `valid_until_ms` — a token acting as that account
     /// that Synapse stops accepting after `valid_for`.
-    pub async fn login_as_briefly(&self, user_id: &str, valid_for: std::time::Duration) -> Result<SecretString, Error> {
+    pub async fn login_as_briefly(
+        &self,
+        user_id: &UserId,
+        valid_for: std::time::Duration,
+    ) -> Result<SecretString, Error> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let body = serde_json::json!({"valid_until_ms": (now + valid_for).as_millis() as u64});
-        let t: Token = self.post(&format!("/_synapse/admin/v1/users/{}/login", enc(user_id)), &body).await?;
+        let t: Token = self.post(&format!("/_synapse/admin/v1/users/{}/login", enc(user_id.as_str())), &body).await?;
         Ok(t.access_token)
     }
 
     /// POST /_synapse/admin/v1/users/{userId}/login (a token valid for one minute), then, as that account,
     /// POST /_matrix/client/v3/pushers/set with an `m.email` pusher to `email`.
     /// The address must already be one of the account's threepids.
-    pub async fn add_email_pusher(&self, user_id: &str, email: &str) -> Result<(), Error> {
+    pub async fn add_email_pusher(&self, user_id: &UserId, email: &str) -> Result<(), Error> {
         // The token is not logged out: Synapse deletes the pushers a token created when it is logged out.
         // It expires instead, so tokens never pile up as working credentials.
         let token = self.login_as_briefly(user_id, std::time::Duration::from_secs(60)).await?;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 pub struct WhoAmI {
-    pub user_id: String,
+    pub user_id: crate::ids::OwnedUserId,
 }
 
 impl Synapse {

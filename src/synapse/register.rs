@@ -20,7 +20,7 @@ pub struct Registration {
 /// What Synapse answers: the new account and a token for it.
 #[derive(Debug, Deserialize)]
 pub struct Registered {
-    pub user_id: String,
+    pub user_id: crate::ids::OwnedUserId,
     #[serde(default)]
     pub access_token: Option<SecretString>,
     #[serde(default)]

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::client::enc;
 use super::{Error, Synapse};
+use crate::ids::{OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 
 /// One state event to put into the room as it is created.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -25,7 +26,7 @@ pub struct CreateRoom {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub room_version: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub invite: Vec<String>,
+    pub invite: Vec<OwnedUserId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +45,7 @@ pub struct CreateRoom {
 
 #[derive(Debug, Deserialize)]
 struct RoomIdBody {
-    room_id: String,
+    room_id: OwnedRoomId,
 }
 
 /// One current state event as `GET /rooms/{id}/state` lists it.
@@ -81,11 +82,11 @@ struct DeleteStatus {
 /// What the admin room details say about a room.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct RoomDetails {
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     #[serde(default)]
     pub version: Option<String>,
     #[serde(default)]
-    pub creator: Option<String>,
+    pub creator: Option<OwnedUserId>,
     #[serde(default)]
     pub joined_local_members: i64,
 }
@@ -93,18 +94,18 @@ pub struct RoomDetails {
 #[derive(Deserialize)]
 struct Members {
     #[serde(default)]
-    members: Vec<String>,
+    members: Vec<OwnedUserId>,
 }
 
 #[derive(Deserialize)]
 struct JoinedRooms {
     #[serde(default)]
-    joined_rooms: Vec<String>,
+    joined_rooms: Vec<OwnedRoomId>,
 }
 
 impl Synapse {
     /// POST /_matrix/client/v3/createRoom
-    pub async fn create_room(&self, req: &CreateRoom) -> Result<String, Error> {
+    pub async fn create_room(&self, req: &CreateRoom) -> Result<OwnedRoomId, Error> {
         let r: RoomIdBody = self.post("/_matrix/client/v3/createRoom", req).await?;
         Ok(r.room_id)
     }
@@ -116,36 +117,36 @@ impl Synapse {
     }
 
     /// GET /_matrix/client/v3/rooms/{roomId}/state — every current state event, one call.
-    pub async fn full_state(&self, room_id: &str) -> Result<Vec<RoomStateEvent>, Error> {
-        self.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room_id))).await
+    pub async fn full_state(&self, room_id: &RoomId) -> Result<Vec<RoomStateEvent>, Error> {
+        self.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(room_id.as_str()))).await
     }
 
     /// GET /_synapse/admin/v1/rooms/{roomId}/state — the room's state without being in it.
-    pub async fn admin_room_state(&self, room_id: &str) -> Result<Vec<RoomStateEvent>, Error> {
+    pub async fn admin_room_state(&self, room_id: &RoomId) -> Result<Vec<RoomStateEvent>, Error> {
         #[derive(Deserialize)]
         struct State {
             state: Vec<RoomStateEvent>,
         }
-        let s: State = self.get(&format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id))).await?;
+        let s: State = self.get(&format!("/_synapse/admin/v1/rooms/{}/state", enc(room_id.as_str()))).await?;
         Ok(s.state)
     }
 
     /// PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
     pub async fn put_state(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         kind: &str,
         state_key: &str,
         content: &Value,
     ) -> Result<String, Error> {
-        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/{}", enc(room_id), enc(kind), enc(state_key));
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/{}", enc(room_id.as_str()), enc(kind), enc(state_key));
         let e: EventId = self.put(&path, content).await?;
         Ok(e.event_id)
     }
 
     /// GET /_matrix/client/v3/directory/room/{roomAlias} — `None` for an unknown alias.
-    pub async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, Error> {
-        match self.get::<RoomIdBody>(&format!("/_matrix/client/v3/directory/room/{}", enc(alias))).await {
+    pub async fn resolve_alias(&self, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>, Error> {
+        match self.get::<RoomIdBody>(&format!("/_matrix/client/v3/directory/room/{}", enc(alias.as_str()))).await {
             Ok(r) => Ok(Some(r.room_id)),
             Err(e) if e.is(404, "M_NOT_FOUND") => Ok(None),
             Err(e) => Err(e),
@@ -153,8 +154,8 @@ impl Synapse {
     }
 
     /// GET /_synapse/admin/v1/rooms/{roomId} — `None` for a room this server does not know.
-    pub async fn room_details(&self, room_id: &str) -> Result<Option<RoomDetails>, Error> {
-        match self.get(&format!("/_synapse/admin/v1/rooms/{}", enc(room_id))).await {
+    pub async fn room_details(&self, room_id: &RoomId) -> Result<Option<RoomDetails>, Error> {
+        match self.get(&format!("/_synapse/admin/v1/rooms/{}", enc(room_id.as_str()))).await {
             Ok(r) => Ok(Some(r)),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
@@ -162,21 +163,22 @@ impl Synapse {
     }
 
     /// GET /_synapse/admin/v1/rooms/{roomId}/members — joined members.
-    pub async fn room_members(&self, room_id: &str) -> Result<Vec<String>, Error> {
-        let m: Members = self.get(&format!("/_synapse/admin/v1/rooms/{}/members", enc(room_id))).await?;
+    pub async fn room_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>, Error> {
+        let m: Members = self.get(&format!("/_synapse/admin/v1/rooms/{}/members", enc(room_id.as_str()))).await?;
         Ok(m.members)
     }
 
     /// GET /_synapse/admin/v1/users/{userId}/joined_rooms
-    pub async fn joined_rooms_of(&self, user_id: &str) -> Result<Vec<String>, Error> {
-        let r: JoinedRooms = self.get(&format!("/_synapse/admin/v1/users/{}/joined_rooms", enc(user_id))).await?;
+    pub async fn joined_rooms_of(&self, user_id: &UserId) -> Result<Vec<OwnedRoomId>, Error> {
+        let r: JoinedRooms =
+            self.get(&format!("/_synapse/admin/v1/users/{}/joined_rooms", enc(user_id.as_str()))).await?;
         Ok(r.joined_rooms)
     }
 
     /// POST /_synapse/admin/v1/join/{roomId} — joins a local user; "already in the room" counts as done.
-    pub async fn admin_join(&self, room_id: &str, user_id: &str) -> Result<(), Error> {
+    pub async fn admin_join(&self, room_id: &RoomId, user_id: &UserId) -> Result<(), Error> {
         let body = serde_json::json!({"user_id": user_id});
-        match self.post::<_, Ignored>(&format!("/_synapse/admin/v1/join/{}", enc(room_id)), &body).await {
+        match self.post::<_, Ignored>(&format!("/_synapse/admin/v1/join/{}", enc(room_id.as_str())), &body).await {
             Ok(_) => Ok(()),
             Err(e) if e.is(403, "M_FORBIDDEN") && e.to_string().contains("already in the room") => Ok(()),
             Err(e) => Err(e),
@@ -184,9 +186,12 @@ impl Synapse {
     }
 
     /// POST /_matrix/client/v3/rooms/{roomId}/invite — "already in the room" counts as done.
-    pub async fn invite(&self, room_id: &str, user_id: &str) -> Result<(), Error> {
+    pub async fn invite(&self, room_id: &RoomId, user_id: &UserId) -> Result<(), Error> {
         let body = serde_json::json!({"user_id": user_id});
-        match self.post::<_, Ignored>(&format!("/_matrix/client/v3/rooms/{}/invite", enc(room_id)), &body).await {
+        match self
+            .post::<_, Ignored>(&format!("/_matrix/client/v3/rooms/{}/invite", enc(room_id.as_str())), &body)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.is(403, "M_FORBIDDEN") && e.to_string().contains("already in the room") => Ok(()),
             Err(e) => Err(e),
@@ -194,9 +199,10 @@ impl Synapse {
     }
 
     /// POST /_matrix/client/v3/rooms/{roomId}/kick — "not in the room" counts as done.
-    pub async fn kick(&self, room_id: &str, user_id: &str, reason: &str) -> Result<(), Error> {
+    pub async fn kick(&self, room_id: &RoomId, user_id: &UserId, reason: &str) -> Result<(), Error> {
         let body = serde_json::json!({"user_id": user_id, "reason": reason});
-        match self.post::<_, Ignored>(&format!("/_matrix/client/v3/rooms/{}/kick", enc(room_id)), &body).await {
+        match self.post::<_, Ignored>(&format!("/_matrix/client/v3/rooms/{}/kick", enc(room_id.as_str())), &body).await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.is(403, "M_FORBIDDEN") && e.to_string().contains("not in the room") => Ok(()),
             Err(e) => Err(e),
@@ -205,24 +211,24 @@ impl Synapse {
 
     /// POST /_synapse/admin/v1/rooms/{roomId}/make_room_admin — gives `user_id` power 100
     /// (and, in an invite-only room, an invite).
-    pub async fn make_room_admin(&self, room_id: &str, user_id: &str) -> Result<(), Error> {
+    pub async fn make_room_admin(&self, room_id: &RoomId, user_id: &UserId) -> Result<(), Error> {
         let body = serde_json::json!({"user_id": user_id});
         let _: Ignored =
-            self.post(&format!("/_synapse/admin/v1/rooms/{}/make_room_admin", enc(room_id)), &body).await?;
+            self.post(&format!("/_synapse/admin/v1/rooms/{}/make_room_admin", enc(room_id.as_str())), &body).await?;
         Ok(())
     }
 
     /// POST /_matrix/client/v3/join/{roomId} — the token's own account joins.
-    pub async fn join(&self, room_id: &str) -> Result<(), Error> {
+    pub async fn join(&self, room_id: &RoomId) -> Result<(), Error> {
         let _: Ignored =
-            self.post(&format!("/_matrix/client/v3/join/{}", enc(room_id)), &serde_json::json!({})).await?;
+            self.post(&format!("/_matrix/client/v3/join/{}", enc(room_id.as_str())), &serde_json::json!({})).await?;
         Ok(())
     }
 
     /// DELETE /_synapse/admin/v2/rooms/{roomId} with purge — returns the delete id.
-    pub async fn delete_room(&self, room_id: &str) -> Result<String, Error> {
+    pub async fn delete_room(&self, room_id: &RoomId) -> Result<String, Error> {
         let body = serde_json::json!({"block": true, "purge": true});
-        let d: DeleteId = self.delete(&format!("/_synapse/admin/v2/rooms/{}", enc(room_id)), &body).await?;
+        let d: DeleteId = self.delete(&format!("/_synapse/admin/v2/rooms/{}", enc(room_id.as_str())), &body).await?;
         Ok(d.delete_id)
     }
 
@@ -234,8 +240,8 @@ impl Synapse {
 
     /// GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
     /// `None` when the room has no such state event.
-    pub async fn room_state(&self, room_id: &str, kind: &str, state_key: &str) -> Result<Option<Value>, Error> {
-        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/{}", enc(room_id), enc(kind), enc(state_key));
+    pub async fn room_state(&self, room_id: &RoomId, kind: &str, state_key: &str) -> Result<Option<Value>, Error> {
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{}/{}", enc(room_id.as_str()), enc(kind), enc(state_key));
         match self.get(&path).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is(404, "M_NOT_FOUND") => Ok(None),

@@ -134,7 +134,7 @@ impl Checker {
             let status = by_space[space].status.as_ref().ok_or_else(|| waiting(format!("{space}: no status")))?;
             let room = status.room_id.clone().ok_or_else(|| waiting(format!("{space}: no room")))?;
             let alias = status.room_alias.clone().ok_or_else(|| waiting(format!("{space}: no alias")))?;
-            match self.admin.resolve_alias(&alias).await {
+            match self.admin.resolve_alias(&crate::support::alias(&alias)).await {
                 Ok(Some(r)) if r == room => {}
                 Ok(other) => return Err(NotYet::Broken(format!("{alias} names {other:?}, the link {room}"))),
                 Err(e) => return Err(waiting(e.to_string())),
@@ -142,7 +142,8 @@ impl Checker {
             if !rooms.insert(room.clone()) {
                 return Err(NotYet::Broken(format!("{room} linked twice")));
             }
-            let state = self.admin.admin_room_state(&room).await.map_err(|e| waiting(e.to_string()))?;
+            let state =
+                self.admin.admin_room_state(&crate::support::rid(&room)).await.map_err(|e| waiting(e.to_string()))?;
             let joined: BTreeSet<String> = state
                 .iter()
                 .filter(|e| e.kind == "m.room.member" && e.content["membership"] == "join")
@@ -167,8 +168,14 @@ impl Checker {
             figures.members += joined.len();
         }
         // No duplicate: the operator is in exactly the linked rooms (a room made twice keeps its creator).
-        let mine: BTreeSet<String> =
-            self.admin.joined_rooms_of(&self.operator).await.map_err(|e| waiting(e.to_string()))?.into_iter().collect();
+        let mine: BTreeSet<String> = self
+            .admin
+            .joined_rooms_of(&crate::support::uid(&self.operator))
+            .await
+            .map_err(|e| waiting(e.to_string()))?
+            .into_iter()
+            .map(String::from)
+            .collect();
         if mine != rooms {
             let extra: Vec<_> = mine.difference(&rooms).collect();
             return Err(waiting(format!("the operator is in rooms no link names: {extra:?}")));

@@ -136,7 +136,7 @@ async fn during(c: &Campaign, space: &str, user: &str) -> (String, bool) {
         condition(serde_json::to_value(&source.status).ok().as_ref(), "Ready").unwrap_or_default();
     let links = Api::<SpaceRoomLink>::namespaced(c.checker.client.clone(), &c.checker.ns);
     let room = links.get(&format!("exo-space-{space}")).await.ok().and_then(|l| l.status?.room_id).expect("room");
-    let state = c.checker.admin.admin_room_state(&room).await.expect("room state");
+    let state = c.checker.admin.admin_room_state(&crate::support::rid(&room)).await.expect("room state");
     let id = format!("@{user}:{}", platform().server_name());
     let joined =
         state.iter().any(|e| e.kind == "m.room.member" && e.state_key == id && e.content["membership"] == "join");

@@ -297,6 +297,21 @@ where
     }
 }
 
+/// A user id as the Synapse adapter takes it (test input: a bad one is a test bug).
+pub fn uid(id: impl AsRef<str>) -> exo_matrix_operator::ids::OwnedUserId {
+    exo_matrix_operator::ids::user_id(id.as_ref()).expect("a valid user id")
+}
+
+/// A room id as the Synapse adapter takes it.
+pub fn rid(id: impl AsRef<str>) -> exo_matrix_operator::ids::OwnedRoomId {
+    exo_matrix_operator::ids::room_id(id.as_ref()).expect("a valid room id")
+}
+
+/// A room alias as the Synapse adapter takes it.
+pub fn alias(id: impl AsRef<str>) -> exo_matrix_operator::ids::OwnedRoomAliasId {
+    exo_matrix_operator::ids::room_alias(id.as_ref()).expect("a valid room alias")
+}
+
 /// An admin client for Synapse, for tests to look at (and tamper with) what the operator did.
 pub async fn synapse_admin() -> exo_matrix_operator::synapse::Synapse {
     let p = platform();

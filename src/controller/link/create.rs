@@ -11,6 +11,7 @@ use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{SpaceRoomLink, SpaceRoomLinkStatus};
+use crate::ids::{self, IdError, OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId};
 use crate::plan::AvatarWish;
 use crate::plan::creation::{self, Population};
 use crate::plan::members::Members;
@@ -18,8 +19,8 @@ use crate::plan::room::{self, MARKER_TYPE};
 use crate::session::Session;
 use crate::synapse::{CreateRoom, StateEvent};
 
-pub(super) fn alias_of(link: &SpaceRoomLink, ctx: &Context, session: &Session) -> String {
-    format!("#{}{}:{}", ctx.settings.alias_prefix, link.spec.space_group_id, session.server_name)
+pub(super) fn alias_of(link: &SpaceRoomLink, ctx: &Context, session: &Session) -> Result<OwnedRoomAliasId, IdError> {
+    ids::alias_on(&format!("{}{}", ctx.settings.alias_prefix, link.spec.space_group_id), &session.server_name)
 }
 
 /// The room of this link: already known, linked by id, or created (idempotently
@@ -29,12 +30,13 @@ pub(super) async fn room_of(
     ctx: &Context,
     session: &Session,
     status: &mut SpaceRoomLinkStatus,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<OwnedRoomId>, Error> {
     let admin = &session.admin;
     if let Some(id) = status.room_id.clone().filter(|id| link.spec.room_id.as_ref().is_none_or(|wanted| wanted == id)) {
-        return Ok(Some(id));
+        return Ok(Some(ids::room_id(&id)?));
     }
     if let Some(id) = &link.spec.room_id {
+        let id = &ids::room_id(id)?;
         if link.spec.suspend {
             return Ok(Some(id.clone()));
         }
@@ -59,7 +61,7 @@ pub(super) async fn room_of(
     if !link.spec.create || link.spec.suspend {
         return Ok(None);
     }
-    let alias = alias_of(link, ctx, session);
+    let alias = alias_of(link, ctx, session)?;
     // A room recorded privately by an earlier pass whose alias is not out yet: its
     // population window may still be open (a crash, a failure). Close it before anything else.
     if let Some(id) = window::recorded(link, ctx, session).await? {
@@ -89,7 +91,7 @@ pub(super) async fn room_of(
         (Err(e), Population::Window) => return Err(Error::synapse("creating the room")(e)),
     };
     if population == Population::Window {
-        window::populate(link, ctx, session, &id, &members.members).await?;
+        window::populate(link, ctx, session, &id, &super::user_ids(&members.members)).await?;
         window::publish_alias(session, &id, &alias).await?;
     }
     publish(ctx, link, EventType::Normal, "RoomCreated", &format!("created room {id} ({alias})")).await;
@@ -130,7 +132,7 @@ pub(super) fn accounts_in_progress(link: &SpaceRoomLink, ctx: &Context) -> Optio
 }
 
 /// The room behind the alias, if this operator made it for this link.
-async fn adoptable(link: &SpaceRoomLink, session: &Session, alias: &str) -> Result<Option<String>, Error> {
+async fn adoptable(link: &SpaceRoomLink, session: &Session, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>, Error> {
     let sgid = &link.spec.space_group_id;
     let marker = room::marker(sgid);
     let remedy = "this operator did not create; set roomId to link it";
@@ -146,14 +148,14 @@ async fn create_request(
 ) -> Result<CreateRoom, Error> {
     let version = default_room_version(session).await?;
     let creators: BTreeSet<String> =
-        if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
+        if room::version_has_creator_power(&version) { [session.user_id.to_string()].into() } else { BTreeSet::new() };
     // Members (unless populated in the window) and avatar come in the first reconcile after
     // creation; the power levels, with every manager known now, and all state go into createRoom.
-    let desired = desired_room(link, session, "", m, AvatarWish::Leave);
+    let desired = desired_room(link, session, m, AvatarWish::Leave);
     let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
     let mut power_levels = room::desired_power_levels(&desired, &base, &creators);
     if creators.is_empty() {
-        power_levels["users"][&session.user_id] = json!(room::SPACE_OWNED_LEVEL);
+        power_levels["users"][session.user_id.as_str()] = json!(room::SPACE_OWNED_LEVEL);
     }
     let state =
         |kind: &str, key: &str, content: Value| StateEvent { kind: kind.into(), state_key: key.into(), content };
@@ -196,10 +198,10 @@ async fn record_room(
     link: &SpaceRoomLink,
     ctx: &Context,
     status: &mut SpaceRoomLinkStatus,
-    room_id: &str,
-    alias: Option<&str>,
+    room_id: &RoomId,
+    alias: Option<&RoomAliasId>,
 ) -> Result<(), Error> {
-    status.room_id = Some(room_id.to_owned());
-    status.room_alias = alias.map(str::to_owned);
+    status.room_id = Some(room_id.to_string());
+    status.room_alias = alias.map(ToString::to_string);
     write_status(link, ctx, status).await
 }

@@ -10,12 +10,14 @@ use super::resolve_members;
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{LinkDeletionPolicy, SpaceRoomLink};
+use crate::ids::{self, RoomId};
 use crate::plan::room;
 
 pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
-    let Some(room_id) = link.status.as_ref().and_then(|s| s.room_id.clone()) else {
+    let Some(room_id) = link.status.as_ref().and_then(|s| s.room_id.as_deref()) else {
         return Ok(Action::await_change());
     };
+    let room_id = &ids::room_id(room_id)?;
     // A conflicting link never owned the room.
     if link.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Conflict" && c.status == "True")) {
         return Ok(Action::await_change());
@@ -29,10 +31,10 @@ pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Actio
     }
     match link.spec.deletion_policy {
         LinkDeletionPolicy::Retain => {}
-        LinkDeletionPolicy::Archive => archive(link, ctx, &room_id).await?,
+        LinkDeletionPolicy::Archive => archive(link, ctx, room_id).await?,
         LinkDeletionPolicy::Delete => {
             let session = ctx.session()?;
-            let delete_id = session.admin.delete_room(&room_id).await.map_err(Error::synapse("deleting the room"))?;
+            let delete_id = session.admin.delete_room(room_id).await.map_err(Error::synapse("deleting the room"))?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             loop {
                 let state = session
@@ -65,7 +67,7 @@ pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Actio
 }
 
 /// Kicks managed members, makes the room read-only and marks its topic as archived.
-async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &str) -> Result<(), Error> {
+async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &RoomId) -> Result<(), Error> {
     let session = ctx.session()?;
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the room state"))?;
@@ -75,7 +77,10 @@ async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &str) -> Result<(
         let present = matches!(m, room::Membership::Join | room::Membership::Invite);
         if present && managed.contains(user) && *user != session.user_id && !observed.creators.contains(user) {
             let reason = format!("the space {} was archived", link.spec.space_group_id);
-            admin.kick(room_id, user, &reason).await.map_err(Error::synapse(format!("removing {user}")))?;
+            admin
+                .kick(room_id, &ids::user_id(user)?, &reason)
+                .await
+                .map_err(Error::synapse(format!("removing {user}")))?;
         }
     }
     let mut pl = observed.power_levels.clone();

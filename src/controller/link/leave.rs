@@ -11,6 +11,7 @@ use kube::runtime::events::EventType;
 use super::super::status::publish;
 use super::super::{Context, Error};
 use crate::crd::{MatrixUser, SpaceRoomLink};
+use crate::ids::{self, UserId};
 use crate::session::Session;
 
 /// Rooms of the links in `user`'s namespace that list it, except suspended
@@ -25,12 +26,13 @@ pub fn rooms_listing(user: &MatrixUser, links: &[Arc<SpaceRoomLink>]) -> Vec<(St
 }
 
 /// Removes `user_id` from every room `rooms_listing` names where it is still joined or invited.
-pub async fn leave_rooms(ctx: &Context, session: &Session, user: &MatrixUser, user_id: &str) -> Result<(), Error> {
+pub async fn leave_rooms(ctx: &Context, session: &Session, user: &MatrixUser, user_id: &UserId) -> Result<(), Error> {
     let links = ctx.links.as_ref().map(|s| s.state()).unwrap_or_default();
     for (link, room) in rooms_listing(user, &links) {
+        let room = ids::room_id(&room)?;
         let member = session
             .admin
-            .room_state(&room, "m.room.member", user_id)
+            .room_state(&room, "m.room.member", user_id.as_str())
             .await
             .map_err(Error::synapse("reading a membership"))?;
         let present = member

@@ -5,7 +5,7 @@ mod delete;
 pub mod leave;
 mod window;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -20,6 +20,7 @@ use super::conditions::{self, Progress};
 use super::status::{self, publish};
 use super::{Context, Error, avatar};
 use crate::crd::{MatrixUser, PlanSummary, SpaceRoomLink, SpaceRoomLinkStatus};
+use crate::ids::{self, OwnedRoomId, OwnedUserId, RoomId};
 use crate::plan::AvatarWish;
 use crate::plan::members::{self, Members, UserFacts};
 use crate::plan::room::{self, DesiredRoom, MARKER_TYPE, RoomAction, plan_room};
@@ -159,7 +160,7 @@ async fn sync(
     status.pending_members = members.pending.iter().take(PENDING_LISTED).cloned().collect();
     let Some(room_id) = find_room(link, ctx, session, status).await? else { return Ok(()) };
     let avatar = resolve_avatar(link, ctx, session, status).await?;
-    let desired = desired_room(link, session, &room_id, members, avatar);
+    let desired = desired_room(link, session, members, avatar);
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the room state"))?;
     let observed = room::observe(&state, &link.spec.space_group_id);
     let actions = plan_room(&desired, &observed);
@@ -173,7 +174,7 @@ async fn sync(
     if stop_on_blast_radius(link, ctx, status, (&desired, &observed, &actions), allowed).await? {
         return Ok(());
     }
-    execute(link, ctx, session, &actions).await?;
+    execute(link, ctx, session, &room_id, &actions).await?;
     if allowed {
         clear_allow_annotation(link, ctx).await?;
     }
@@ -208,7 +209,7 @@ async fn find_room(
     ctx: &Context,
     session: &Session,
     status: &mut SpaceRoomLinkStatus,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<OwnedRoomId>, Error> {
     let generation = link.metadata.generation;
     if let Some(n) = create::accounts_in_progress(link, ctx) {
         let message = format!("waiting for {n} listed people's accounts being created, to create the room with them");
@@ -225,7 +226,7 @@ async fn find_room(
     let progress = if link.spec.suspend {
         status.plan = Some(PlanSummary {
             counts: [("CreateRoom".to_owned(), 1)].into(),
-            first_actions: vec![format!("create room {}", create::alias_of(link, ctx, session))],
+            first_actions: vec![format!("create room {}", create::alias_of(link, ctx, session)?)],
         });
         Progress::ready("Suspended", "suspended: would create the room")
     } else {
@@ -286,13 +287,13 @@ async fn report_synced(
     ctx: &Context,
     session: &Session,
     status: &mut SpaceRoomLinkStatus,
-    room_id: &str,
+    room_id: &RoomId,
     after: &room::ObservedRoom,
     changed: bool,
 ) -> Result<(), Error> {
     let generation = link.metadata.generation;
     let joined =
-        after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && **u != session.user_id).count();
+        after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && u.as_str() != session.user_id).count();
     status.joined_members = Some(joined as i64);
     status.plan = None;
     if changed {
@@ -308,16 +309,16 @@ fn members_pending(status: &SpaceRoomLinkStatus) -> i64 {
     status.pending_member_count.unwrap_or(0)
 }
 
-pub(super) fn desired_room(
-    link: &SpaceRoomLink,
-    session: &Session,
-    room_id: &str,
-    m: Members,
-    avatar: AvatarWish,
-) -> DesiredRoom {
+/// The accounts as the user controller recorded them (`status.userId`, written from a parsed id). One a
+/// person edited into something that is not a user id is no account the plan can act on: neither joined
+/// nor removed.
+pub(super) fn user_ids(recorded: &BTreeSet<String>) -> BTreeSet<OwnedUserId> {
+    recorded.iter().filter_map(|id| ids::user_id(id).ok()).collect()
+}
+
+pub(super) fn desired_room(link: &SpaceRoomLink, session: &Session, m: Members, avatar: AvatarWish) -> DesiredRoom {
     let space = link.spec.display_name.clone().unwrap_or_else(|| link.spec.space_group_id.clone());
     DesiredRoom {
-        room_id: room_id.to_owned(),
         space_group_id: link.spec.space_group_id.clone(),
         name: link.spec.display_name.clone(),
         description: link.spec.description.clone(),
@@ -327,7 +328,7 @@ pub(super) fn desired_room(
         manager_level: link.spec.manager_power_level,
         mode: link.spec.membership,
         managed: m.managed,
-        operator: session.user_id.clone(),
+        operator: session.user_id.to_string(),
         kick_reason: format!("no longer a member of the space {space}"),
     }
 }
@@ -340,8 +341,14 @@ fn summary(actions: &[RoomAction]) -> PlanSummary {
     PlanSummary { counts, first_actions: actions.iter().take(FIRST_ACTIONS).map(RoomAction::describe).collect() }
 }
 
-/// State changes in order, then membership changes concurrently within a bound.
-async fn execute(link: &SpaceRoomLink, ctx: &Context, session: &Session, actions: &[RoomAction]) -> Result<(), Error> {
+/// State changes in order, then membership changes concurrently within a bound, all in `room_id`.
+async fn execute(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    room_id: &RoomId,
+    actions: &[RoomAction],
+) -> Result<(), Error> {
     let admin = &session.admin;
     for action in actions.iter().filter(|a| !a.is_membership()) {
         let (kind, key, content) = match action {
@@ -354,13 +361,12 @@ async fn execute(link: &SpaceRoomLink, ctx: &Context, session: &Session, actions
             }
             _ => continue,
         };
-        let room_id = link_room(action);
         admin.put_state(room_id, kind, &key, &content).await.map_err(Error::synapse(action.describe()))?;
         publish(ctx, link, EventType::Normal, action.kind(), &action.describe()).await;
     }
     let membership: Vec<RoomAction> = actions.iter().filter(|a| a.is_membership()).cloned().collect();
     let results: Vec<Result<(), Error>> = futures::stream::iter(membership)
-        .map(|action| membership_change(link, ctx, session, action))
+        .map(|action| membership_change(link, ctx, session, room_id, action))
         .buffer_unordered(ctx.settings.join_concurrency.max(1))
         .collect()
         .await;
@@ -371,31 +377,19 @@ async fn membership_change(
     link: &SpaceRoomLink,
     ctx: &Context,
     session: &Session,
+    room_id: &RoomId,
     action: RoomAction,
 ) -> Result<(), Error> {
     let admin = &session.admin;
     let result = match &action {
-        RoomAction::JoinUser { room_id, user_id } => admin.admin_join(room_id, user_id).await,
-        RoomAction::InviteUser { room_id, user_id } => admin.invite(room_id, user_id).await,
-        RoomAction::KickUser { room_id, user_id, reason } => admin.kick(room_id, user_id, reason).await,
+        RoomAction::JoinUser { user_id } => admin.admin_join(room_id, &ids::user_id(user_id)?).await,
+        RoomAction::InviteUser { user_id } => admin.invite(room_id, &ids::user_id(user_id)?).await,
+        RoomAction::KickUser { user_id, reason } => admin.kick(room_id, &ids::user_id(user_id)?, reason).await,
         _ => Ok(()),
     };
     result.map_err(Error::synapse(action.describe()))?;
     publish(ctx, link, EventType::Normal, action.kind(), &action.describe()).await;
     Ok(())
-}
-
-fn link_room(action: &RoomAction) -> &str {
-    match action {
-        RoomAction::SetRoomName { room_id, .. }
-        | RoomAction::SetRoomTopic { room_id, .. }
-        | RoomAction::SetRoomAvatar { room_id, .. }
-        | RoomAction::SetPowerLevels { room_id, .. }
-        | RoomAction::SetMarker { room_id, .. }
-        | RoomAction::JoinUser { room_id, .. }
-        | RoomAction::InviteUser { room_id, .. }
-        | RoomAction::KickUser { room_id, .. } => room_id,
-    }
 }
 
 async fn clear_allow_annotation(link: &SpaceRoomLink, ctx: &Context) -> Result<(), Error> {

@@ -14,6 +14,7 @@ use super::resolve_members;
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::SpaceRoomLink;
+use crate::ids::{OwnedRoomId, OwnedUserId, RoomAliasId, RoomId};
 use crate::plan::creation;
 use crate::session::Session;
 use crate::synapse::{Synapse, enc};
@@ -25,7 +26,11 @@ pub(super) fn record_type(link: &SpaceRoomLink, ctx: &Context) -> String {
 }
 
 /// The room an earlier pass recorded for this link, if it still exists.
-pub(super) async fn recorded(link: &SpaceRoomLink, ctx: &Context, session: &Session) -> Result<Option<String>, Error> {
+pub(super) async fn recorded(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+) -> Result<Option<OwnedRoomId>, Error> {
     let admin = &session.admin;
     let kind = record_type(link, ctx);
     let content =
@@ -44,8 +49,8 @@ pub(super) async fn populate(
     link: &SpaceRoomLink,
     ctx: &Context,
     session: &Session,
-    room_id: &str,
-    members: &BTreeSet<String>,
+    room_id: &RoomId,
+    members: &BTreeSet<OwnedUserId>,
 ) -> Result<(), Error> {
     let admin = &session.admin;
     // Durable before the window opens: a restart finds the room here and closes it first.
@@ -59,14 +64,14 @@ pub(super) async fn populate(
             .put_state(room_id, JOIN_RULES, "", &json!({"join_rule": "public"}))
             .await
             .map_err(hidden(room_id, "opening the room to its first members"))?;
-        let first: Vec<String> = members.iter().filter(|m| **m != session.user_id).cloned().collect();
-        let failed: Vec<Option<(String, crate::synapse::Error)>> = futures::stream::iter(first)
+        let first: Vec<OwnedUserId> = members.iter().filter(|m| **m != session.user_id).cloned().collect();
+        let failed: Vec<Option<(OwnedUserId, crate::synapse::Error)>> = futures::stream::iter(first)
             .map(|user| join(admin, room_id, user))
             .buffer_unordered(ctx.settings.join_concurrency.max(1))
             .collect()
             .await;
         for (user, e) in failed.into_iter().flatten() {
-            let why = creation::redact(&crate::error_chain::chain(&e), &[room_id, &enc(room_id)]);
+            let why = creation::redact(&crate::error_chain::chain(&e), &[room_id.as_str(), &enc(room_id.as_str())]);
             tracing::warn!(%user, error = %why, "first join failed; the next pass joins the ordinary way");
         }
         Ok::<(), Error>(())
@@ -76,20 +81,25 @@ pub(super) async fn populate(
     opened
 }
 
-async fn join(admin: &Synapse, room_id: &str, user: String) -> Option<(String, crate::synapse::Error)> {
+async fn join(admin: &Synapse, room_id: &RoomId, user: OwnedUserId) -> Option<(OwnedUserId, crate::synapse::Error)> {
     admin.admin_join(room_id, &user).await.err().map(|e| (user, e))
 }
 
 /// Closes the window (join rule back to `invite`; the same content again makes no new
 /// event) and removes everyone who is joined without being listed.
-pub(super) async fn close(link: &SpaceRoomLink, ctx: &Context, session: &Session, room_id: &str) -> Result<(), Error> {
+pub(super) async fn close(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    session: &Session,
+    room_id: &RoomId,
+) -> Result<(), Error> {
     let admin = &session.admin;
     admin
         .put_state(room_id, JOIN_RULES, "", &json!({"join_rule": "invite"}))
         .await
         .map_err(hidden(room_id, "closing the room to strangers"))?;
     let joined = admin.room_members(room_id).await.map_err(hidden(room_id, "listing the room's first members"))?;
-    let members = resolve_members(link, ctx).await?.members;
+    let members = super::user_ids(&resolve_members(link, ctx).await?.members);
     for intruder in creation::intruders(&joined, &members, &session.user_id) {
         let reason = "joined while the room was being set up, without being a member of the space";
         admin.kick(room_id, &intruder, reason).await.map_err(hidden(room_id, format!("removing {intruder}")))?;
@@ -101,7 +111,7 @@ pub(super) async fn close(link: &SpaceRoomLink, ctx: &Context, session: &Session
 
 /// Publishes the alias (and the room's canonical alias) once the window is closed.
 /// An alias someone else took meanwhile stalls the link, as before creation.
-pub(super) async fn publish_alias(session: &Session, room_id: &str, alias: &str) -> Result<(), Error> {
+pub(super) async fn publish_alias(session: &Session, room_id: &RoomId, alias: &RoomAliasId) -> Result<(), Error> {
     let admin = &session.admin;
     if !admin.put_alias(alias, room_id).await.map_err(Error::synapse("publishing the room alias"))? {
         match admin.resolve_alias(alias).await.map_err(Error::synapse("resolving the room alias"))? {
@@ -124,8 +134,8 @@ pub(super) async fn publish_alias(session: &Session, room_id: &str, alias: &str)
 
 /// A Synapse failure about a room in its window, with the room's id taken out of the
 /// message: it goes to the link's status, its Events and the log.
-fn hidden(room_id: &str, action: impl Into<String>) -> impl FnOnce(crate::synapse::Error) -> Error {
-    let (room_id, action) = (room_id.to_owned(), action.into());
+fn hidden(room_id: &RoomId, action: impl Into<String>) -> impl FnOnce(crate::synapse::Error) -> Error {
+    let (room_id, action) = (room_id.to_string(), action.into());
     move |e| {
         let message = creation::redact(&crate::error_chain::chain(&e), &[&room_id, &enc(&room_id)]);
         Error::waiting("RoomSetup", format!("{action} failed: {message}"))

@@ -12,16 +12,17 @@ use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{MatrixSpace, MatrixSpaceStatus};
+use crate::ids::{self, IdError, OwnedRoomAliasId, OwnedRoomId, RoomAliasId};
 use crate::plan::room;
 use crate::plan::space::{self, DesiredSpace, SPACE_MARKER_TYPE};
 use crate::session::Session;
 use crate::synapse::{CreateRoom, StateEvent};
 
-fn alias_of(space: &MatrixSpace, ctx: &Context, session: &Session) -> (String, String) {
+fn alias_of(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(String, OwnedRoomAliasId), IdError> {
     let localpart =
         space::alias_localpart(&ctx.settings.alias_prefix, &space.namespace().unwrap_or_default(), &space.name_any());
-    let alias = format!("#{localpart}:{}", session.server_name);
-    (localpart, alias)
+    let alias = ids::alias_on(&localpart, &session.server_name)?;
+    Ok((localpart, alias))
 }
 
 /// The space room: the one in status, or the one behind the alias if this operator
@@ -32,11 +33,11 @@ pub(super) async fn space_room(
     session: &Session,
     desired: &DesiredSpace,
     st: &mut MatrixSpaceStatus,
-) -> Result<String, Error> {
-    if let Some(id) = st.room_id.clone() {
-        return Ok(id);
+) -> Result<OwnedRoomId, Error> {
+    if let Some(id) = &st.room_id {
+        return Ok(ids::room_id(id)?);
     }
-    let (localpart, alias) = alias_of(space, ctx, session);
+    let (localpart, alias) = alias_of(space, ctx, session)?;
     if let Some(id) = adoptable(session, &alias, &desired.marker_key, &desired.marker).await? {
         return record(space, ctx, st, id, alias).await;
     }
@@ -56,17 +57,22 @@ async fn record(
     space: &MatrixSpace,
     ctx: &Context,
     st: &mut MatrixSpaceStatus,
-    id: String,
-    alias: String,
-) -> Result<String, Error> {
-    st.room_id = Some(id.clone());
-    st.room_alias = Some(alias);
+    id: OwnedRoomId,
+    alias: OwnedRoomAliasId,
+) -> Result<OwnedRoomId, Error> {
+    st.room_id = Some(id.to_string());
+    st.room_alias = Some(alias.to_string());
     write_status(space, ctx, st).await?;
     Ok(id)
 }
 
 /// The room behind `alias`, if this operator made it for this MatrixSpace.
-async fn adoptable(session: &Session, alias: &str, key: &str, marker: &Value) -> Result<Option<String>, Error> {
+async fn adoptable(
+    session: &Session,
+    alias: &RoomAliasId,
+    key: &str,
+    marker: &Value,
+) -> Result<Option<OwnedRoomId>, Error> {
     let remedy = "this operator did not create for this MatrixSpace";
     adopt_by_alias(session, &Claim { what: "space", alias, marker: (SPACE_MARKER_TYPE, key, marker), remedy }).await
 }
@@ -76,11 +82,11 @@ async fn adoptable(session: &Session, alias: &str, key: &str, marker: &Value) ->
 async fn create_request(session: &Session, d: &DesiredSpace, localpart: String) -> Result<CreateRoom, Error> {
     let version = session.admin.default_room_version().await.map_err(Error::synapse("reading the room versions"))?;
     let creators: BTreeSet<String> =
-        if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
+        if room::version_has_creator_power(&version) { [session.user_id.to_string()].into() } else { BTreeSet::new() };
     let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
     let mut power_levels = space::desired_power_levels(d, &base, &creators);
     if creators.is_empty() {
-        power_levels["users"][&session.user_id] = json!(room::SPACE_OWNED_LEVEL);
+        power_levels["users"][session.user_id.as_str()] = json!(room::SPACE_OWNED_LEVEL);
     }
     let state =
         |kind: &str, key: &str, content: Value| StateEvent { kind: kind.into(), state_key: key.into(), content };

@@ -21,6 +21,7 @@ use super::link::ALLOW_MASS_CHANGE;
 use super::status::{self, publish};
 use super::{Context, Error, avatar};
 use crate::crd::{MatrixSpace, MatrixSpaceStatus, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink};
+use crate::ids::{self, RoomId};
 use crate::plan::space::{self, Account, DesiredSpace, PARENT, SpaceAction, plan_space};
 use crate::session::Session;
 
@@ -106,10 +107,10 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
         managers: m.managers,
         manager_level: space.spec.manager_power_level,
         managed,
-        operator: session.user_id.clone(),
+        operator: session.user_id.to_string(),
         kick_reason: format!("no longer in any room of the space {name}"),
         children: rooms.into_iter().map(|(room, _)| room).collect(),
-        via: session.server_name.clone(),
+        via: session.server_name.to_string(),
     };
     Ok((desired, m.pending.len()))
 }
@@ -123,7 +124,7 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
     let (mut desired, pending) =
         desired(space, ctx, &session).map_err(|why| Error::invalid_spec("InvalidSelector", why))?;
     let room_id = create::space_room(space, ctx, &session, &desired, &mut st).await?;
-    desired.room_id = room_id.clone();
+    desired.room_id = room_id.to_string();
 
     let resolved = avatar::resolve(ctx, &session, space.spec.avatar_url.as_deref(), st.avatar.clone()).await?;
     if let Some(url) = &resolved.uploaded_from {
@@ -137,7 +138,7 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
     let mut observed = space::observe(&state, &desired.marker_key);
     let rooms: BTreeSet<String> = desired.children.iter().chain(observed.children.keys()).cloned().collect();
     for room in rooms {
-        if let Some(content) = parent_in(&session, &room, &room_id).await? {
+        if let Some(content) = parent_in(&session, &ids::room_id(&room)?, &room_id).await? {
             observed.parents.insert(room, content);
         }
     }
@@ -163,7 +164,7 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
         .room
         .membership
         .iter()
-        .filter(|(u, m)| **m == crate::plan::room::Membership::Join && **u != session.user_id)
+        .filter(|(u, m)| **m == crate::plan::room::Membership::Join && u.as_str() != session.user_id)
         .count();
     st.members = Some(joined as i64);
     st.rooms = Some(after.children.len() as i64);
@@ -184,8 +185,8 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
 
 /// This space's `m.space.parent` in `room`. A room the operator can no longer read
 /// (deleted, or left) has none as far as the space is concerned.
-async fn parent_in(session: &Session, room: &str, space_id: &str) -> Result<Option<Value>, Error> {
-    match session.admin.room_state(room, PARENT, space_id).await {
+async fn parent_in(session: &Session, room: &RoomId, space_id: &RoomId) -> Result<Option<Value>, Error> {
+    match session.admin.room_state(room, PARENT, space_id.as_str()).await {
         Ok(content) => Ok(content.filter(space::present)),
         Err(e) if matches!(e.status(), Some(403 | 404)) => Ok(None),
         Err(e) => Err(Error::synapse(format!("reading the space parent of room {room}"))(e)),
@@ -197,7 +198,7 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
     let admin = &session.admin;
     for action in actions {
         let Some((room, kind, key, content)) = action.state_event() else { continue };
-        match admin.put_state(room, kind, key, &content).await {
+        match admin.put_state(&ids::room_id(room)?, kind, key, &content).await {
             Ok(_) => {}
             // Removing the space from a room that is gone, or that the operator left, has nothing left to do.
             Err(e) if kind == PARENT && !space::present(&content) && matches!(e.status(), Some(403 | 404)) => {
@@ -212,8 +213,12 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
     let results: Vec<Result<(), Error>> = futures::stream::iter(membership)
         .map(|action| async move {
             let result = match &action {
-                SpaceAction::JoinUser { room_id, user_id } => admin.admin_join(room_id, user_id).await,
-                SpaceAction::KickUser { room_id, user_id, reason } => admin.kick(room_id, user_id, reason).await,
+                SpaceAction::JoinUser { room_id, user_id } => {
+                    admin.admin_join(&ids::room_id(room_id)?, &ids::user_id(user_id)?).await
+                }
+                SpaceAction::KickUser { room_id, user_id, reason } => {
+                    admin.kick(&ids::room_id(room_id)?, &ids::user_id(user_id)?, reason).await
+                }
                 _ => Ok(()),
             };
             result.map_err(Error::synapse(action.describe()))?;
@@ -229,25 +234,27 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
 /// `Retain` leaves the space as it is; `Delete` takes it out of its rooms, then
 /// deletes and purges it.
 async fn cleanup(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
-    let Some(room_id) = space.status.as_ref().and_then(|s| s.room_id.clone()) else {
+    let Some(room_id) = space.status.as_ref().and_then(|s| s.room_id.as_deref()) else {
         return Ok(Action::await_change());
     };
     if space.spec.deletion_policy == SpaceDeletionPolicy::Retain {
         return Ok(Action::await_change());
     }
+    let room_id = &ids::room_id(room_id)?;
     let session = ctx.session()?;
     let admin = &session.admin;
-    let state = admin.full_state(&room_id).await.map_err(Error::synapse("reading the space's state"))?;
+    let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the space's state"))?;
     for room in space::observe(&state, "").children.keys() {
-        if parent_in(&session, room, &room_id).await?.is_some() {
-            match admin.put_state(room, PARENT, &room_id, &json!({})).await {
+        let room = &ids::room_id(room)?;
+        if parent_in(&session, room, room_id).await?.is_some() {
+            match admin.put_state(room, PARENT, room_id.as_str(), &json!({})).await {
                 Ok(_) => {}
                 Err(e) if matches!(e.status(), Some(403 | 404)) => {}
                 Err(e) => return Err(Error::synapse(format!("removing the space from room {room}"))(e)),
             }
         }
     }
-    let delete_id = admin.delete_room(&room_id).await.map_err(Error::synapse("deleting the space"))?;
+    let delete_id = admin.delete_room(room_id).await.map_err(Error::synapse("deleting the space"))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let state = admin.delete_status(&delete_id).await.map_err(Error::synapse("waiting for the space deletion"))?;

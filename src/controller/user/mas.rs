@@ -42,7 +42,7 @@ pub(super) async fn sync(
         if let Some(id) = execute(action, session, mas, mas_id.as_deref(), desired).await? {
             mas_id = Some(id);
         }
-        publish(ctx, user, EventType::Normal, action.reason(), &action.describe(&desired.user_id)).await;
+        publish(ctx, user, EventType::Normal, action.reason(), &action.describe(desired.user_id.as_str())).await;
     }
     Ok(Outcome { exists: mas_id.is_some(), waiting_for_sync: plan.waiting_for_sync, changed: !plan.actions.is_empty() })
 }
@@ -118,7 +118,7 @@ async fn execute(
                 .admin
                 .put_user(&desired.user_id, update)
                 .await
-                .map_err(Error::synapse(action.describe(&desired.user_id)))?;
+                .map_err(Error::synapse(action.describe(desired.user_id.as_str())))?;
         }
         MasAction::CreateEmailPusher(email) => email_pusher(session, mas, id, email).await?,
     }

@@ -44,7 +44,6 @@ prop_compose! {
         let members: BTreeSet<String> = members.iter().map(|i| person(*i)).collect();
         let managed = members.iter().cloned().chain(extra_managed.iter().map(|i| person(*i))).collect();
         DesiredRoom {
-            room_id: "!r".into(),
             space_group_id: "s".into(),
             name,
             description,

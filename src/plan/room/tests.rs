@@ -8,7 +8,6 @@ fn id(u: &str) -> String {
 
 fn desired(members: &[&str], managers: &[&str]) -> DesiredRoom {
     DesiredRoom {
-        room_id: "!room".into(),
         space_group_id: "support_team".into(),
         name: Some("Support Team".into()),
         description: Some("Where the <b>support</b> team meets".into()),

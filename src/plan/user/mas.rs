@@ -197,7 +197,7 @@ mod tests {
 
     fn desired() -> DesiredUser {
         DesiredUser {
-            user_id: "@nora:exo.test".into(),
+            user_id: crate::ids::user_id("@nora:exo.test").unwrap(),
             displayname: Some("Nora".into()),
             email: Some("nora@example.org".into()),
             avatar: AvatarWish::Set("mxc://exo.test/a".into()),

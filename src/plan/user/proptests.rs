@@ -17,7 +17,7 @@ prop_compose! {
         enabled in any::<bool>(),
         password in proptest::option::of(Just(SecretString::new("pw"))),
     ) -> DesiredUser {
-        DesiredUser { user_id: "@u:exo.test".into(), displayname, email, avatar, admin, enabled, password }
+        DesiredUser { user_id: crate::ids::user_id("@u:exo.test").unwrap(), displayname, email, avatar, admin, enabled, password }
     }
 }
 

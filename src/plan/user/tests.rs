@@ -2,7 +2,7 @@ use super::*;
 
 fn desired() -> DesiredUser {
     DesiredUser {
-        user_id: "@mary:exo.test".into(),
+        user_id: crate::ids::user_id("@mary:exo.test").unwrap(),
         displayname: Some("Mary Kelly".into()),
         email: Some("mary@example.org".into()),
         avatar: AvatarWish::Leave,
