@@ -264,6 +264,11 @@ async fn links_an_existing_v10_room_made_by_someone_else() {
         .expect("v10 room")
         .to_string();
     assert!(room.contains(':'), "{room}");
+    // Keys the operator does not model (another tool's, Synapse's `historical`) must survive its power-level writes.
+    let mut levels = s.state(&room, "m.room.power_levels").await;
+    levels["org.example.policy"] = json!({"strict": true});
+    levels["notifications"] = json!({"room": 50, "org.example.ping": 30});
+    owner_client.put_state(&support::rid(&room), "m.room.power_levels", "", &levels).await.expect("owner's levels");
 
     let mut spec = s.spec("legacy", &["ann", "bob"], &["ann"]);
     spec.room_id = Some(room.clone());
@@ -278,6 +283,9 @@ async fn links_an_existing_v10_room_made_by_someone_else() {
     let op_level =
         pl["users"].as_object().expect("users").iter().find(|(u, _)| u.starts_with("@op-")).map(|(_, l)| l.clone());
     assert_eq!(op_level, Some(json!(100)), "in a classic room the operator is listed at 100");
+    assert_eq!(pl["org.example.policy"], json!({"strict": true}), "{pl}");
+    assert_eq!(pl["notifications"]["org.example.ping"], 30, "{pl}");
+    assert_eq!(pl["historical"], 100, "{pl}");
 }
 
 #[tokio::test]

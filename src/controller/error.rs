@@ -152,6 +152,14 @@ impl From<crate::ids::IdError> for Error {
     }
 }
 
+/// A room state the plans cannot read (power levels that are not power levels): overwriting it
+/// blindly could lose what someone set, so a person looks first.
+impl From<crate::plan::room::StateError> for Error {
+    fn from(e: crate::plan::room::StateError) -> Self {
+        Error::needs_person("UnreadableRoomState", crate::error_chain::chain(&e))
+    }
+}
+
 /// The key an object's failures are counted under.
 pub(super) fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!(

@@ -2,11 +2,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value, json};
+use js_int::Int;
+use ruma_common::RoomVersionId;
+use ruma_events::TimelineEventType;
+use serde_json::{Value, json};
 
 use super::AvatarWish;
 use crate::crd::MembershipMode;
+use crate::ids::{self, OwnedUserId};
 use crate::synapse::RoomStateEvent;
+
+mod power;
+pub use power::PowerLevels;
 
 /// Power needed to change what the space owns: name, topic, avatar, power levels.
 pub const SPACE_OWNED_LEVEL: i64 = 100;
@@ -23,14 +30,14 @@ pub struct DesiredRoom {
     pub description: Option<String>,
     pub avatar: AvatarWish,
     /// Accounts that belong in the room (listed, enabled, not deleted); managers included.
-    pub members: BTreeSet<String>,
-    pub managers: BTreeSet<String>,
+    pub members: BTreeSet<OwnedUserId>,
+    pub managers: BTreeSet<OwnedUserId>,
     pub manager_level: i64,
     pub mode: MembershipMode,
     /// Every account the operator manages (any MatrixUser): only these are ever kicked or demoted.
-    pub managed: BTreeSet<String>,
+    pub managed: BTreeSet<OwnedUserId>,
     /// The operator's own account.
-    pub operator: String,
+    pub operator: OwnedUserId,
     pub kick_reason: String,
 }
 
@@ -47,15 +54,15 @@ pub enum Membership {
 pub struct ObservedRoom {
     pub version: String,
     /// Creators hold unlimited power in room version 12 and must not be in `users`.
-    pub creators: BTreeSet<String>,
+    pub creators: BTreeSet<OwnedUserId>,
     pub name: Option<String>,
     pub topic: Option<Value>,
     pub avatar_url: Option<String>,
-    pub power_levels: Value,
-    pub membership: BTreeMap<String, Membership>,
+    pub power_levels: PowerLevels,
+    pub membership: BTreeMap<OwnedUserId, Membership>,
     /// Who removed each person whose leave someone else sent (a kick): a
     /// person the operator removed has not chosen to leave.
-    pub removed_by: BTreeMap<String, String>,
+    pub removed_by: BTreeMap<OwnedUserId, OwnedUserId>,
     pub marker: Option<Value>,
 }
 
@@ -65,11 +72,11 @@ pub enum RoomAction {
     SetRoomName { name: String },
     SetRoomTopic { content: Value },
     SetRoomAvatar { url: String },
-    SetPowerLevels { content: Value },
+    SetPowerLevels { levels: PowerLevels },
     SetMarker { space_group_id: String, content: Value },
-    JoinUser { user_id: String },
-    InviteUser { user_id: String },
-    KickUser { user_id: String, reason: String },
+    JoinUser { user_id: OwnedUserId },
+    InviteUser { user_id: OwnedUserId },
+    KickUser { user_id: OwnedUserId, reason: String },
 }
 
 impl RoomAction {
@@ -107,25 +114,36 @@ impl RoomAction {
     }
 }
 
-/// Reads the observation out of the room's full state.
-pub fn observe(state: &[RoomStateEvent], space_group_id: &str) -> ObservedRoom {
+/// A room state the plan cannot work from.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the room's m.room.power_levels cannot be read as power levels")]
+    PowerLevels(#[source] serde_json::Error),
+}
+
+/// Reads the observation out of the room's full state. Senders and member keys that are not user
+/// ids are passed over: they cannot be accounts the operator manages, and so are never acted on.
+pub fn observe(state: &[RoomStateEvent], space_group_id: &str) -> Result<ObservedRoom, StateError> {
     let mut o = ObservedRoom::default();
     for e in state {
         match (e.kind.as_str(), e.state_key.as_str()) {
             ("m.room.create", "") => {
                 o.version = e.content.get("room_version").and_then(Value::as_str).unwrap_or("1").to_owned();
                 if version_has_creator_power(&o.version) {
-                    o.creators.insert(e.sender.clone());
+                    o.creators.extend(ids::user_id(&e.sender).ok());
                     if let Some(extra) = e.content.get("additional_creators").and_then(Value::as_array) {
-                        o.creators.extend(extra.iter().filter_map(Value::as_str).map(str::to_owned));
+                        o.creators.extend(extra.iter().filter_map(Value::as_str).filter_map(|c| ids::user_id(c).ok()));
                     }
                 }
             }
             ("m.room.name", "") => o.name = e.content.get("name").and_then(Value::as_str).map(str::to_owned),
             ("m.room.topic", "") => o.topic = Some(e.content.clone()).filter(|c| c.get("topic").is_some()),
             ("m.room.avatar", "") => o.avatar_url = e.content.get("url").and_then(Value::as_str).map(str::to_owned),
-            ("m.room.power_levels", "") => o.power_levels = e.content.clone(),
+            ("m.room.power_levels", "") => {
+                o.power_levels = PowerLevels::parse(&e.content).map_err(StateError::PowerLevels)?
+            }
             ("m.room.member", user) => {
+                let Ok(user) = ids::user_id(user) else { continue };
                 let m = match e.content.get("membership").and_then(Value::as_str) {
                     Some("join") => Membership::Join,
                     Some("invite") => Membership::Invite,
@@ -133,21 +151,40 @@ pub fn observe(state: &[RoomStateEvent], space_group_id: &str) -> ObservedRoom {
                     Some("knock") => Membership::Knock,
                     _ => Membership::Leave,
                 };
-                if m == Membership::Leave && e.sender != user {
-                    o.removed_by.insert(user.to_owned(), e.sender.clone());
+                if m == Membership::Leave
+                    && e.sender != user.as_str()
+                    && let Ok(sender) = ids::user_id(&e.sender)
+                {
+                    o.removed_by.insert(user.clone(), sender);
                 }
-                o.membership.insert(user.to_owned(), m);
+                o.membership.insert(user, m);
             }
             (MARKER_TYPE, key) if key == space_group_id => o.marker = Some(e.content.clone()),
             _ => {}
         }
     }
-    o
+    Ok(o)
 }
 
-/// Room version 12 (and later, and the MSC2175-style experimental ones) give creators unlimited power.
+/// Room version 12 (MSC4289) gives creators unlimited power: ruma's rules for the versions it knows;
+/// a newer number, or an experimental `hydra` version, is taken to keep that rule.
 pub fn version_has_creator_power(version: &str) -> bool {
-    version.parse::<u32>().map_or(version.contains("hydra"), |v| v >= 12)
+    match RoomVersionId::try_from(version).ok().and_then(|v| v.rules()) {
+        Some(rules) => rules.authorization.explicitly_privilege_room_creators,
+        None => version.parse::<u32>().map_or(version.contains("hydra"), |v| v >= 12),
+    }
+}
+
+/// What createRoom's power levels start from (Synapse's usual base, with `historical` as Synapse sets it):
+/// `desired_power_levels` over it, with the operator as the only creator in room v12.
+pub fn creation_base() -> PowerLevels {
+    let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
+    PowerLevels::parse(&base).unwrap_or_default()
+}
+
+/// A power level as ruma holds it (levels outside JavaScript's safe integers are clamped).
+pub fn level(l: i64) -> Int {
+    Int::new_saturating(l)
 }
 
 /// The marker content for a space.
@@ -180,36 +217,40 @@ pub fn strip_html(html: &str) -> String {
 }
 
 /// The power levels the room should have, starting from what it has: only the
-/// keys the space owns and the levels of managed accounts are changed.
-pub fn desired_power_levels(d: &DesiredRoom, observed: &Value, creators: &BTreeSet<String>) -> Value {
-    let mut pl: Map<String, Value> = observed.as_object().cloned().unwrap_or_default();
-    for key in ["invite", "kick", "ban", "redact"] {
-        pl.insert(key.into(), json!(d.manager_level));
+/// keys the space owns and the levels of managed accounts are changed; keys
+/// nobody here models are kept as read.
+pub fn desired_power_levels(d: &DesiredRoom, observed: &PowerLevels, creators: &BTreeSet<OwnedUserId>) -> PowerLevels {
+    let mut pl = observed.clone();
+    let (manager, owned) = (level(d.manager_level), level(SPACE_OWNED_LEVEL));
+    let l = &mut pl.levels;
+    (l.invite, l.kick, l.ban, l.redact) = (manager, manager, manager, manager);
+    for kind in [
+        TimelineEventType::RoomName,
+        TimelineEventType::RoomTopic,
+        TimelineEventType::RoomAvatar,
+        TimelineEventType::RoomPowerLevels,
+    ] {
+        l.events.insert(kind, owned);
     }
-    let mut events = pl.get("events").and_then(Value::as_object).cloned().unwrap_or_default();
-    for kind in ["m.room.name", "m.room.topic", "m.room.avatar", "m.room.power_levels"] {
-        events.insert(kind.into(), json!(SPACE_OWNED_LEVEL));
+    // Creators (room v12) hold unlimited power already, and Synapse refuses power levels listing them.
+    for creator in creators {
+        l.users.remove(creator);
     }
-    pl.insert("events".into(), Value::Object(events));
-    let mut users = pl.get("users").and_then(Value::as_object).cloned().unwrap_or_default();
-    if creators.contains(&d.operator) {
-        users.remove(&d.operator);
-    } else {
-        users.insert(d.operator.clone(), json!(SPACE_OWNED_LEVEL));
+    if !creators.contains(&d.operator) {
+        l.users.insert(d.operator.clone(), owned);
     }
     for user in &d.managed {
         if creators.contains(user) || *user == d.operator {
             continue;
         }
         if d.managers.contains(user) {
-            users.insert(user.clone(), json!(d.manager_level));
-        } else if users.get(user).and_then(Value::as_i64).is_some_and(|l| l > 0 && l < SPACE_OWNED_LEVEL) {
+            l.users.insert(user.clone(), manager);
+        } else if l.users.get(user).is_some_and(|l| *l > Int::from(0) && *l < owned) {
             // A former manager: back to the default level.
-            users.remove(user);
+            l.users.remove(user);
         }
     }
-    pl.insert("users".into(), Value::Object(users));
-    Value::Object(pl)
+    pl
 }
 
 /// The calls that make the room match `d`, state first, then membership.
@@ -237,9 +278,9 @@ pub fn plan_room(d: &DesiredRoom, o: &ObservedRoom) -> Vec<RoomAction> {
         AvatarWish::Clear if o.avatar_url.is_some() => actions.push(RoomAction::SetRoomAvatar { url: String::new() }),
         _ => {}
     }
-    let pl = desired_power_levels(d, &o.power_levels, &o.creators);
-    if pl != o.power_levels {
-        actions.push(RoomAction::SetPowerLevels { content: pl });
+    let levels = desired_power_levels(d, &o.power_levels, &o.creators);
+    if levels != o.power_levels {
+        actions.push(RoomAction::SetPowerLevels { levels });
     }
     for user in &d.members {
         let current = o.membership.get(user);
@@ -298,21 +339,16 @@ pub fn guard(d: &DesiredRoom, o: &ObservedRoom, actions: &[RoomAction], limits: 
             limits.max_share * 100.0
         ));
     }
-    let current_managers: BTreeSet<&String> = o
+    let current_managers: BTreeSet<&OwnedUserId> = o
         .power_levels
-        .get("users")
-        .and_then(Value::as_object)
-        .map(|u| {
-            u.iter()
-                .filter(|(id, l)| {
-                    d.managed.contains(*id)
-                        && **id != d.operator
-                        && l.as_i64().is_some_and(|l| l > 0 && l < SPACE_OWNED_LEVEL)
-                })
-                .map(|(id, _)| id)
-                .collect()
+        .levels
+        .users
+        .iter()
+        .filter(|(id, l)| {
+            d.managed.contains(*id) && **id != d.operator && **l > Int::from(0) && **l < level(SPACE_OWNED_LEVEL)
         })
-        .unwrap_or_default();
+        .map(|(id, _)| id)
+        .collect();
     if !current_managers.is_empty() && d.managers.is_empty() {
         return Some(format!("this change would demote all {} managers of the room", current_managers.len()));
     }
@@ -327,7 +363,7 @@ pub fn apply(o: &ObservedRoom, actions: &[RoomAction]) -> ObservedRoom {
             RoomAction::SetRoomName { name, .. } => next.name = Some(name.clone()),
             RoomAction::SetRoomTopic { content, .. } => next.topic = Some(content.clone()),
             RoomAction::SetRoomAvatar { url, .. } => next.avatar_url = Some(url.clone()).filter(|u| !u.is_empty()),
-            RoomAction::SetPowerLevels { content, .. } => next.power_levels = content.clone(),
+            RoomAction::SetPowerLevels { levels } => next.power_levels = levels.clone(),
             RoomAction::SetMarker { content, .. } => next.marker = Some(content.clone()),
             RoomAction::JoinUser { user_id, .. } => {
                 next.membership.insert(user_id.clone(), Membership::Join);

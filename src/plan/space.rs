@@ -11,9 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use ruma_events::TimelineEventType;
+
 use super::AvatarWish;
-use super::room::{self, BlastRadius, DesiredRoom, Membership, ObservedRoom, RoomAction};
+use super::room::{self, BlastRadius, DesiredRoom, Membership, ObservedRoom, PowerLevels, RoomAction, StateError};
 use crate::crd::MembershipMode;
+use crate::ids::OwnedUserId;
 use crate::synapse::RoomStateEvent;
 
 /// The marker state event recording which MatrixSpace owns a space room
@@ -58,21 +61,21 @@ pub fn parent_content(server_name: &str) -> Value {
 /// whether or not it is Ready.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
-    pub user_id: Option<String>,
+    pub user_id: Option<OwnedUserId>,
     pub enabled: bool,
     pub deleting: bool,
 }
 
 impl Account {
-    fn member_id(&self) -> Option<&String> {
+    fn member_id(&self) -> Option<&OwnedUserId> {
         self.user_id.as_ref().filter(|_| self.enabled && !self.deleting)
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpaceMembers {
-    pub members: BTreeSet<String>,
-    pub managers: BTreeSet<String>,
+    pub members: BTreeSet<OwnedUserId>,
+    pub managers: BTreeSet<OwnedUserId>,
     /// Listed usernames without an account (yet).
     pub pending: BTreeSet<String>,
 }
@@ -108,12 +111,12 @@ pub struct DesiredSpace {
     pub name: String,
     pub topic: Option<String>,
     pub avatar: AvatarWish,
-    pub members: BTreeSet<String>,
-    pub managers: BTreeSet<String>,
+    pub members: BTreeSet<OwnedUserId>,
+    pub managers: BTreeSet<OwnedUserId>,
     pub manager_level: i64,
     /// Every account the operator manages: only these are ever removed or demoted.
-    pub managed: BTreeSet<String>,
-    pub operator: String,
+    pub managed: BTreeSet<OwnedUserId>,
+    pub operator: OwnedUserId,
     pub kick_reason: String,
     /// Room ids of the selected links.
     pub children: BTreeSet<String>,
@@ -152,8 +155,8 @@ pub struct ObservedSpace {
 }
 
 /// Reads the space room's full state; `parents` are read from the rooms by the caller.
-pub fn observe(state: &[RoomStateEvent], marker_key: &str) -> ObservedSpace {
-    let mut o = ObservedSpace { room: room::observe(state, ""), ..ObservedSpace::default() };
+pub fn observe(state: &[RoomStateEvent], marker_key: &str) -> Result<ObservedSpace, StateError> {
+    let mut o = ObservedSpace { room: room::observe(state, "")?, ..ObservedSpace::default() };
     for e in state {
         match e.kind.as_str() {
             SPACE_MARKER_TYPE if e.state_key == marker_key => o.marker = Some(e.content.clone()),
@@ -163,7 +166,7 @@ pub fn observe(state: &[RoomStateEvent], marker_key: &str) -> ObservedSpace {
             _ => {}
         }
     }
-    o
+    Ok(o)
 }
 
 /// A child or parent event counts while its content is non-empty (empty content removes it).
@@ -192,7 +195,7 @@ pub enum SpaceAction {
     },
     SetPowerLevels {
         room_id: String,
-        content: Value,
+        levels: PowerLevels,
     },
     /// `m.space.child` in the space; empty content removes the room.
     SetChild {
@@ -208,11 +211,11 @@ pub enum SpaceAction {
     },
     JoinUser {
         room_id: String,
-        user_id: String,
+        user_id: OwnedUserId,
     },
     KickUser {
         room_id: String,
-        user_id: String,
+        user_id: OwnedUserId,
         reason: String,
     },
 }
@@ -263,7 +266,7 @@ impl SpaceAction {
             SpaceAction::SetName { room_id, name } => (room_id, "m.room.name", "", json!({"name": name})),
             SpaceAction::SetTopic { room_id, content } => (room_id, "m.room.topic", "", content.clone()),
             SpaceAction::SetAvatar { room_id, url } => (room_id, "m.room.avatar", "", json!({"url": url})),
-            SpaceAction::SetPowerLevels { room_id, content } => (room_id, "m.room.power_levels", "", content.clone()),
+            SpaceAction::SetPowerLevels { room_id, levels } => (room_id, "m.room.power_levels", "", levels.content()),
             SpaceAction::SetChild { space_id, room_id, content } => (space_id, CHILD, room_id, content.clone()),
             SpaceAction::SetParent { room_id, space_id, content } => (room_id, PARENT, space_id, content.clone()),
             SpaceAction::JoinUser { .. } | SpaceAction::KickUser { .. } => return None,
@@ -272,9 +275,9 @@ impl SpaceAction {
 }
 
 /// The power levels of the space: those of a room, and only the operator adds or removes rooms.
-pub fn desired_power_levels(d: &DesiredSpace, observed: &Value, creators: &BTreeSet<String>) -> Value {
+pub fn desired_power_levels(d: &DesiredSpace, observed: &PowerLevels, creators: &BTreeSet<OwnedUserId>) -> PowerLevels {
     let mut pl = room::desired_power_levels(&d.as_room(), observed, creators);
-    pl["events"][CHILD] = json!(room::SPACE_OWNED_LEVEL);
+    pl.levels.events.insert(TimelineEventType::SpaceChild, room::level(room::SPACE_OWNED_LEVEL));
     pl
 }
 
@@ -308,9 +311,9 @@ pub fn plan_space(d: &DesiredSpace, o: &ObservedSpace) -> Vec<SpaceAction> {
         }
         _ => {}
     }
-    let pl = desired_power_levels(d, &o.room.power_levels, &o.room.creators);
-    if pl != o.room.power_levels {
-        actions.push(SpaceAction::SetPowerLevels { room_id: room_id.clone(), content: pl });
+    let levels = desired_power_levels(d, &o.room.power_levels, &o.room.creators);
+    if levels != o.room.power_levels {
+        actions.push(SpaceAction::SetPowerLevels { room_id: room_id.clone(), levels });
     }
 
     let (child, parent) = (child_content(&d.via), parent_content(&d.via));
@@ -392,7 +395,7 @@ pub fn apply(o: &ObservedSpace, actions: &[SpaceAction]) -> ObservedSpace {
             SpaceAction::SetName { name, .. } => next.room.name = Some(name.clone()),
             SpaceAction::SetTopic { content, .. } => next.room.topic = Some(content.clone()),
             SpaceAction::SetAvatar { url, .. } => next.room.avatar_url = Some(url.clone()).filter(|u| !u.is_empty()),
-            SpaceAction::SetPowerLevels { content, .. } => next.room.power_levels = content.clone(),
+            SpaceAction::SetPowerLevels { levels, .. } => next.room.power_levels = levels.clone(),
             SpaceAction::SetChild { room_id, content, .. } => set_or_remove(&mut next.children, room_id, content),
             SpaceAction::SetParent { room_id, content, .. } => set_or_remove(&mut next.parents, room_id, content),
             SpaceAction::JoinUser { user_id, .. } => {

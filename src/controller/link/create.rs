@@ -11,7 +11,7 @@ use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{SpaceRoomLink, SpaceRoomLinkStatus};
-use crate::ids::{self, IdError, OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId};
+use crate::ids::{self, IdError, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId};
 use crate::plan::AvatarWish;
 use crate::plan::creation::{self, Population};
 use crate::plan::members::Members;
@@ -147,16 +147,13 @@ async fn create_request(
     population: Population,
 ) -> Result<CreateRoom, Error> {
     let version = default_room_version(session).await?;
-    let creators: BTreeSet<String> =
-        if room::version_has_creator_power(&version) { [session.user_id.to_string()].into() } else { BTreeSet::new() };
+    let creators: BTreeSet<OwnedUserId> =
+        if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
     // Members (unless populated in the window) and avatar come in the first reconcile after
     // creation; the power levels, with every manager known now, and all state go into createRoom.
     let desired = desired_room(link, session, m, AvatarWish::Leave);
-    let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
-    let mut power_levels = room::desired_power_levels(&desired, &base, &creators);
-    if creators.is_empty() {
-        power_levels["users"][session.user_id.as_str()] = json!(room::SPACE_OWNED_LEVEL);
-    }
+    // The operator is listed at 100 where creators have no power of their own.
+    let power_levels = room::desired_power_levels(&desired, &room::creation_base(), &creators);
     let state =
         |kind: &str, key: &str, content: Value| StateEvent { kind: kind.into(), state_key: key.into(), content };
     let mut initial_state = vec![
@@ -177,7 +174,7 @@ async fn create_request(
             .then(|| format!("{}{}", ctx.settings.alias_prefix, link.spec.space_group_id)),
         visibility: Some("private"),
         initial_state,
-        power_level_content_override: Some(power_levels),
+        power_level_content_override: Some(power_levels.content()),
         ..CreateRoom::default()
     })
 }

@@ -71,25 +71,21 @@ async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &RoomId) -> Resul
     let session = ctx.session()?;
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the room state"))?;
-    let observed = room::observe(&state, &link.spec.space_group_id);
+    let observed = room::observe(&state, &link.spec.space_group_id)?;
     let managed = resolve_members(link, ctx).await?.managed;
     for (user, m) in &observed.membership {
         let present = matches!(m, room::Membership::Join | room::Membership::Invite);
-        if present && managed.contains(user) && *user != session.user_id && !observed.creators.contains(user) {
+        if present && managed.contains(user.as_str()) && *user != session.user_id && !observed.creators.contains(user) {
             let reason = format!("the space {} was archived", link.spec.space_group_id);
-            admin
-                .kick(room_id, &ids::user_id(user)?, &reason)
-                .await
-                .map_err(Error::synapse(format!("removing {user}")))?;
+            admin.kick(room_id, user, &reason).await.map_err(Error::synapse(format!("removing {user}")))?;
         }
     }
     let mut pl = observed.power_levels.clone();
-    for key in ["events_default", "state_default", "invite"] {
-        pl[key] = json!(room::SPACE_OWNED_LEVEL);
-    }
+    let owned = room::level(room::SPACE_OWNED_LEVEL);
+    (pl.levels.events_default, pl.levels.state_default, pl.levels.invite) = (owned, owned, owned);
     if pl != observed.power_levels {
         admin
-            .put_state(room_id, "m.room.power_levels", "", &pl)
+            .put_state(room_id, "m.room.power_levels", "", &pl.content())
             .await
             .map_err(Error::synapse("making the room read-only"))?;
     }

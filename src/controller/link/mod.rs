@@ -162,7 +162,7 @@ async fn sync(
     let avatar = resolve_avatar(link, ctx, session, status).await?;
     let desired = desired_room(link, session, members, avatar);
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the room state"))?;
-    let observed = room::observe(&state, &link.spec.space_group_id);
+    let observed = room::observe(&state, &link.spec.space_group_id)?;
     let actions = plan_room(&desired, &observed);
     status.plan = Some(summary(&actions));
     if link.spec.suspend {
@@ -293,7 +293,7 @@ async fn report_synced(
 ) -> Result<(), Error> {
     let generation = link.metadata.generation;
     let joined =
-        after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && u.as_str() != session.user_id).count();
+        after.membership.iter().filter(|(u, m)| **m == room::Membership::Join && **u != session.user_id).count();
     status.joined_members = Some(joined as i64);
     status.plan = None;
     if changed {
@@ -323,12 +323,12 @@ pub(super) fn desired_room(link: &SpaceRoomLink, session: &Session, m: Members, 
         name: link.spec.display_name.clone(),
         description: link.spec.description.clone(),
         avatar,
-        members: m.members,
-        managers: m.managers,
+        members: user_ids(&m.members),
+        managers: user_ids(&m.managers),
         manager_level: link.spec.manager_power_level,
         mode: link.spec.membership,
-        managed: m.managed,
-        operator: session.user_id.to_string(),
+        managed: user_ids(&m.managed),
+        operator: session.user_id.clone(),
         kick_reason: format!("no longer a member of the space {space}"),
     }
 }
@@ -355,7 +355,7 @@ async fn execute(
             RoomAction::SetRoomName { name, .. } => ("m.room.name", String::new(), json!({"name": name})),
             RoomAction::SetRoomTopic { content, .. } => ("m.room.topic", String::new(), content.clone()),
             RoomAction::SetRoomAvatar { url, .. } => ("m.room.avatar", String::new(), json!({"url": url})),
-            RoomAction::SetPowerLevels { content, .. } => ("m.room.power_levels", String::new(), content.clone()),
+            RoomAction::SetPowerLevels { levels } => ("m.room.power_levels", String::new(), levels.content()),
             RoomAction::SetMarker { space_group_id, content, .. } => {
                 (MARKER_TYPE, space_group_id.clone(), content.clone())
             }
@@ -382,9 +382,9 @@ async fn membership_change(
 ) -> Result<(), Error> {
     let admin = &session.admin;
     let result = match &action {
-        RoomAction::JoinUser { user_id } => admin.admin_join(room_id, &ids::user_id(user_id)?).await,
-        RoomAction::InviteUser { user_id } => admin.invite(room_id, &ids::user_id(user_id)?).await,
-        RoomAction::KickUser { user_id, reason } => admin.kick(room_id, &ids::user_id(user_id)?, reason).await,
+        RoomAction::JoinUser { user_id } => admin.admin_join(room_id, user_id).await,
+        RoomAction::InviteUser { user_id } => admin.invite(room_id, user_id).await,
+        RoomAction::KickUser { user_id, reason } => admin.kick(room_id, user_id, reason).await,
         _ => Ok(()),
     };
     result.map_err(Error::synapse(action.describe()))?;

@@ -12,7 +12,7 @@ use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
 use crate::controller::{Context, Error};
 use crate::crd::{MatrixSpace, MatrixSpaceStatus};
-use crate::ids::{self, IdError, OwnedRoomAliasId, OwnedRoomId, RoomAliasId};
+use crate::ids::{self, IdError, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId};
 use crate::plan::room;
 use crate::plan::space::{self, DesiredSpace, SPACE_MARKER_TYPE};
 use crate::session::Session;
@@ -81,13 +81,10 @@ async fn adoptable(
 /// in createRoom itself; members, rooms and avatar follow in the same reconcile.
 async fn create_request(session: &Session, d: &DesiredSpace, localpart: String) -> Result<CreateRoom, Error> {
     let version = session.admin.default_room_version().await.map_err(Error::synapse("reading the room versions"))?;
-    let creators: BTreeSet<String> =
-        if room::version_has_creator_power(&version) { [session.user_id.to_string()].into() } else { BTreeSet::new() };
-    let base = json!({"users_default": 0, "events_default": 0, "state_default": 50, "historical": 100});
-    let mut power_levels = space::desired_power_levels(d, &base, &creators);
-    if creators.is_empty() {
-        power_levels["users"][session.user_id.as_str()] = json!(room::SPACE_OWNED_LEVEL);
-    }
+    let creators: BTreeSet<OwnedUserId> =
+        if room::version_has_creator_power(&version) { [session.user_id.clone()].into() } else { BTreeSet::new() };
+    // The operator is listed at 100 where creators have no power of their own.
+    let power_levels = space::desired_power_levels(d, &room::creation_base(), &creators);
     let state =
         |kind: &str, key: &str, content: Value| StateEvent { kind: kind.into(), state_key: key.into(), content };
     let mut initial_state = vec![
@@ -106,7 +103,7 @@ async fn create_request(session: &Session, d: &DesiredSpace, localpart: String) 
         room_alias_name: Some(localpart),
         visibility: Some("private"),
         initial_state,
-        power_level_content_override: Some(power_levels),
+        power_level_content_override: Some(power_levels.content()),
         creation_content: [("type".to_owned(), json!("m.space"))].into(),
         ..CreateRoom::default()
     })

@@ -54,7 +54,8 @@ impl AccountCache {
 
 fn account(user: &MatrixUser) -> Account {
     Account {
-        user_id: user.status.as_ref().and_then(|s| s.user_id.clone()),
+        // Written from a parsed id; one a person edited into something else is no account.
+        user_id: user.status.as_ref().and_then(|s| ids::user_id(s.user_id.as_deref()?).ok()),
         enabled: user.spec.enabled,
         deleting: user.metadata.deletion_timestamp.is_some(),
     }
@@ -93,7 +94,7 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
         .filter(|u| u.namespace() == space.namespace())
         .map(|u| (u.spec.username.clone(), account(u)))
         .collect();
-    let managed = users.iter().filter_map(|u| u.status.as_ref()?.user_id.clone()).collect();
+    let managed = users.iter().filter_map(|u| ids::user_id(u.status.as_ref()?.user_id.as_deref()?).ok()).collect();
     let m = space::space_members(&listed, &space.spec.managers, &accounts);
     let (ns, name) = (space.namespace().unwrap_or_default(), space.name_any());
     let desired = DesiredSpace {
@@ -107,7 +108,7 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
         managers: m.managers,
         manager_level: space.spec.manager_power_level,
         managed,
-        operator: session.user_id.to_string(),
+        operator: session.user_id.clone(),
         kick_reason: format!("no longer in any room of the space {name}"),
         children: rooms.into_iter().map(|(room, _)| room).collect(),
         via: session.server_name.to_string(),
@@ -135,7 +136,7 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
     desired.avatar = resolved.wish;
 
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the space's state"))?;
-    let mut observed = space::observe(&state, &desired.marker_key);
+    let mut observed = space::observe(&state, &desired.marker_key)?;
     let rooms: BTreeSet<String> = desired.children.iter().chain(observed.children.keys()).cloned().collect();
     for room in rooms {
         if let Some(content) = parent_in(&session, &ids::room_id(&room)?, &room_id).await? {
@@ -164,7 +165,7 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
         .room
         .membership
         .iter()
-        .filter(|(u, m)| **m == crate::plan::room::Membership::Join && u.as_str() != session.user_id)
+        .filter(|(u, m)| **m == crate::plan::room::Membership::Join && **u != session.user_id)
         .count();
     st.members = Some(joined as i64);
     st.rooms = Some(after.children.len() as i64);
@@ -213,11 +214,9 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
     let results: Vec<Result<(), Error>> = futures::stream::iter(membership)
         .map(|action| async move {
             let result = match &action {
-                SpaceAction::JoinUser { room_id, user_id } => {
-                    admin.admin_join(&ids::room_id(room_id)?, &ids::user_id(user_id)?).await
-                }
+                SpaceAction::JoinUser { room_id, user_id } => admin.admin_join(&ids::room_id(room_id)?, user_id).await,
                 SpaceAction::KickUser { room_id, user_id, reason } => {
-                    admin.kick(&ids::room_id(room_id)?, &ids::user_id(user_id)?, reason).await
+                    admin.kick(&ids::room_id(room_id)?, user_id, reason).await
                 }
                 _ => Ok(()),
             };
@@ -244,7 +243,7 @@ async fn cleanup(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
     let session = ctx.session()?;
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the space's state"))?;
-    for room in space::observe(&state, "").children.keys() {
+    for room in space::observe(&state, "")?.children.keys() {
         let room = &ids::room_id(room)?;
         if parent_in(&session, room, room_id).await?.is_some() {
             match admin.put_state(room, PARENT, room_id.as_str(), &json!({})).await {

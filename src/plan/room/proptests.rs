@@ -9,8 +9,12 @@ const OP: &str = "@op:exo.test";
 /// A small universe, so that members, managers, managed and present people overlap often.
 const PEOPLE: usize = 10;
 
-fn person(i: usize) -> String {
-    format!("@p{i}:exo.test")
+fn person(i: usize) -> OwnedUserId {
+    ids::user_id(&format!("@p{i}:exo.test")).expect("a user id")
+}
+
+fn op() -> OwnedUserId {
+    ids::user_id(OP).expect("a user id")
 }
 
 fn membership() -> impl Strategy<Value = Option<Membership>> {
@@ -40,8 +44,8 @@ prop_compose! {
         avatar in prop_oneof![Just(AvatarWish::Leave), Just(AvatarWish::Clear), Just(AvatarWish::Set("mxc://x/a".into()))],
     ) -> DesiredRoom {
         // Managers are members; members and managers are managed accounts.
-        let managers: BTreeSet<String> = managers.iter().filter(|m| members.contains(m)).map(|i| person(*i)).collect();
-        let members: BTreeSet<String> = members.iter().map(|i| person(*i)).collect();
+        let managers: BTreeSet<OwnedUserId> = managers.iter().filter(|m| members.contains(m)).map(|i| person(*i)).collect();
+        let members: BTreeSet<OwnedUserId> = members.iter().map(|i| person(*i)).collect();
         let managed = members.iter().cloned().chain(extra_managed.iter().map(|i| person(*i))).collect();
         DesiredRoom {
             space_group_id: "s".into(),
@@ -53,7 +57,7 @@ prop_compose! {
             manager_level,
             mode: if invite { MembershipMode::Invite } else { MembershipMode::Enforce },
             managed,
-            operator: OP.into(),
+            operator: op(),
             kick_reason: "gone".into(),
         }
     }
@@ -68,23 +72,28 @@ prop_compose! {
         name in text(),
         avatar in proptest::option::of(Just("mxc://x/old".to_owned())),
     ) -> ObservedRoom {
-        let mut membership: BTreeMap<String, Membership> =
+        let mut membership: BTreeMap<OwnedUserId, Membership> =
             present.into_iter().enumerate().filter_map(|(i, m)| Some((person(i), m?))).collect();
-        membership.insert(OP.into(), Membership::Join);
-        let users: Map<String, Value> =
-            levels.into_iter().enumerate().filter_map(|(i, l)| Some((person(i), json!(l?)))).collect();
+        membership.insert(op(), Membership::Join);
         let mut creators = BTreeSet::new();
         if v12 {
-            creators.insert(OP.to_owned());
+            creators.insert(op());
             creators.extend(creator.map(person));
         }
+        // As Synapse keeps them: a creator is never listed in `users`.
+        let users: serde_json::Map<String, Value> = levels
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !creators.contains(&person(*i)))
+            .filter_map(|(i, l)| Some((person(i).to_string(), json!(l?))))
+            .collect();
         ObservedRoom {
             version: if v12 { "12".into() } else { "10".into() },
             creators,
             name,
             topic: None,
             avatar_url: avatar,
-            power_levels: json!({"users": users, "users_default": 0}),
+            power_levels: PowerLevels::parse(&json!({"users": users, "users_default": 0})).expect("power levels"),
             membership,
             marker: None,
             ..ObservedRoom::default()
@@ -92,7 +101,7 @@ prop_compose! {
     }
 }
 
-fn kicked(actions: &[RoomAction]) -> Vec<&String> {
+fn kicked(actions: &[RoomAction]) -> Vec<&OwnedUserId> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -115,7 +124,7 @@ proptest! {
         for user in kicked(&plan_room(&d, &o)) {
             prop_assert!(d.managed.contains(user), "kicked {} whom the operator does not manage", user);
             prop_assert!(!d.members.contains(user), "kicked {}, a member", user);
-            prop_assert!(user != OP && !o.creators.contains(user), "kicked the operator or a creator");
+            prop_assert!(*user != op() && !o.creators.contains(user), "kicked the operator or a creator");
         }
     }
 
@@ -125,7 +134,7 @@ proptest! {
         for i in 0..PEOPLE {
             let who = person(i);
             if !d.managed.contains(&who) {
-                prop_assert_eq!(pl["users"].get(&who), o.power_levels["users"].get(&who), "{}", who);
+                prop_assert_eq!(pl.listed(&who), o.power_levels.listed(&who), "{}", who);
             }
         }
     }
@@ -139,12 +148,12 @@ proptest! {
         if guard(&d, &o, &actions, limits).is_none() {
             let kicks = kicked(&actions).len();
             let present = o.membership.iter().filter(|(u, m)| {
-                matches!(m, Membership::Join | Membership::Invite) && d.managed.contains(*u) && **u != OP
+                matches!(m, Membership::Join | Membership::Invite) && d.managed.contains(*u) && **u != op()
             }).count();
             prop_assert!(kicks <= min_kicks || kicks as f64 <= share * present as f64, "{} kicks of {}", kicks, present);
-            let had_managers = o.power_levels["users"].as_object().is_some_and(|u| u.iter().any(|(id, l)| {
-                d.managed.contains(id) && id != OP && l.as_i64().is_some_and(|l| l > 0 && l < SPACE_OWNED_LEVEL)
-            }));
+            let had_managers = o.power_levels.levels.users.iter().any(|(id, l)| {
+                d.managed.contains(id) && *id != op() && i64::from(*l) > 0 && i64::from(*l) < SPACE_OWNED_LEVEL
+            });
             prop_assert!(!had_managers || !d.managers.is_empty(), "all managers demoted");
         }
     }

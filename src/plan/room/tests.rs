@@ -2,8 +2,20 @@ use super::*;
 
 const OP: &str = "@op:exo.test";
 
-fn id(u: &str) -> String {
-    format!("@{u}:exo.test")
+fn uid(id: &str) -> OwnedUserId {
+    ids::user_id(id).expect("a user id")
+}
+
+fn op() -> OwnedUserId {
+    uid(OP)
+}
+
+fn id(u: &str) -> OwnedUserId {
+    uid(&format!("@{u}:exo.test"))
+}
+
+fn pl(content: Value) -> PowerLevels {
+    PowerLevels::parse(&content).expect("power levels")
 }
 
 fn desired(members: &[&str], managers: &[&str]) -> DesiredRoom {
@@ -20,7 +32,7 @@ fn desired(members: &[&str], managers: &[&str]) -> DesiredRoom {
             .iter()
             .map(|u| id(u))
             .collect(),
-        operator: OP.into(),
+        operator: op(),
         kick_reason: "left the space Support Team".into(),
     }
 }
@@ -29,9 +41,11 @@ fn desired(members: &[&str], managers: &[&str]) -> DesiredRoom {
 fn v12_room() -> ObservedRoom {
     ObservedRoom {
         version: "12".into(),
-        creators: [OP.to_owned()].into(),
-        power_levels: json!({"users": {}, "users_default": 0, "events_default": 0, "state_default": 50, "invite": 0}),
-        membership: [(OP.to_owned(), Membership::Join)].into(),
+        creators: [op()].into(),
+        power_levels: pl(
+            json!({"users": {}, "users_default": 0, "events_default": 0, "state_default": 50, "invite": 0}),
+        ),
+        membership: [(op(), Membership::Join)].into(),
         ..ObservedRoom::default()
     }
 }
@@ -41,8 +55,8 @@ fn v10_room() -> ObservedRoom {
     ObservedRoom {
         version: "10".into(),
         creators: BTreeSet::new(),
-        power_levels: json!({"users": {"@owner:exo.test": 100, OP: 100}, "users_default": 0}),
-        membership: [(OP.to_owned(), Membership::Join), ("@owner:exo.test".to_owned(), Membership::Join)].into(),
+        power_levels: pl(json!({"users": {"@owner:exo.test": 100, OP: 100}, "users_default": 0})),
+        membership: [(op(), Membership::Join), (uid("@owner:exo.test"), Membership::Join)].into(),
         ..ObservedRoom::default()
     }
 }
@@ -58,7 +72,7 @@ fn pl_of(actions: &[RoomAction]) -> Value {
     actions
         .iter()
         .find_map(|a| match a {
-            RoomAction::SetPowerLevels { content, .. } => Some(content.clone()),
+            RoomAction::SetPowerLevels { levels } => Some(levels.content()),
             _ => None,
         })
         .expect("a power level change")
@@ -70,7 +84,7 @@ fn new_v12_room_gets_state_members_and_manager_power_without_listing_the_creator
     let pl = pl_of(&actions);
     assert_eq!(pl["users"], json!({"@ann:exo.test": 50}), "the creator must not appear in users");
     assert_eq!(pl["events"]["m.room.power_levels"], 100);
-    assert_eq!(pl["kick"], 50);
+    assert_eq!(PowerLevels::parse(&pl).unwrap().levels.kick, Int::from(50), "50 is also the default: may be left out");
     let joins: Vec<_> = actions.iter().filter(|a| matches!(a, RoomAction::JoinUser { .. })).collect();
     assert_eq!(joins.len(), 2);
     assert!(actions.iter().any(|a| matches!(a, RoomAction::SetRoomName { name, .. } if name == "Support Team")));
@@ -90,7 +104,7 @@ fn classic_room_keeps_the_operator_at_100_in_users() {
 fn a_manager_who_is_no_longer_one_is_demoted() {
     let d = desired(&["ann", "bob"], &["ann"]);
     let mut o = apply(&v12_room(), &plan_room(&desired(&["ann", "bob"], &["ann", "bob"]), &v12_room()));
-    assert_eq!(o.power_levels["users"]["@bob:exo.test"], 50);
+    assert_eq!(o.power_levels.content()["users"]["@bob:exo.test"], 50);
     let actions = converge(&d, &o);
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(pl_of(&actions)["users"], json!({"@ann:exo.test": 50}));
@@ -105,7 +119,7 @@ fn removed_managed_members_are_kicked_and_strangers_left_alone() {
     for u in ["ann", "bob"] {
         o.membership.insert(id(u), Membership::Join);
     }
-    o.membership.insert("@stranger:exo.test".into(), Membership::Join);
+    o.membership.insert(uid("@stranger:exo.test"), Membership::Join);
     let actions = plan_room(&d, &o);
     let kicks: Vec<_> = actions
         .iter()
@@ -143,8 +157,8 @@ fn invite_mode_invites_again_whom_the_operator_removed_but_not_whom_a_person_rem
     for u in ["ann", "bob", "cat"] {
         o.membership.insert(id(u), Membership::Leave);
     }
-    o.removed_by.insert(id("ann"), OP.into()); // removed by the operator, listed again
-    o.removed_by.insert(id("bob"), "@manager:exo.test".into()); // a manager's kick is a person's decision
+    o.removed_by.insert(id("ann"), op()); // removed by the operator, listed again
+    o.removed_by.insert(id("bob"), uid("@manager:exo.test")); // a manager's kick is a person's decision
     let invited: Vec<_> = converge(&d, &o)
         .into_iter()
         .filter_map(|a| match a {
@@ -159,12 +173,16 @@ fn invite_mode_invites_again_whom_the_operator_removed_but_not_whom_a_person_rem
 fn observes_who_removed_a_person() {
     let member = |user: &str, sender: &str, membership: &str| RoomStateEvent {
         kind: "m.room.member".into(),
-        state_key: id(user),
+        state_key: id(user).to_string(),
         sender: sender.into(),
         content: json!({"membership": membership}),
     };
-    let o = observe(&[member("ann", OP, "leave"), member("bob", &id("bob"), "leave"), member("cat", OP, "join")], "x");
-    assert_eq!(o.removed_by, [(id("ann"), OP.to_owned())].into());
+    let o = observe(
+        &[member("ann", OP, "leave"), member("bob", id("bob").as_str(), "leave"), member("cat", OP, "join")],
+        "x",
+    )
+    .unwrap();
+    assert_eq!(o.removed_by, [(id("ann"), op())].into());
 }
 
 #[test]
@@ -174,7 +192,7 @@ fn drifted_name_topic_and_power_are_put_back_and_nothing_else() {
     assert_eq!(plan_room(&d, &synced), vec![]);
     let mut drifted = synced.clone();
     drifted.name = Some("Renamed in Element".into());
-    drifted.power_levels["users"]["@ann:exo.test"] = json!(100);
+    drifted.power_levels.levels.users.insert(id("ann"), 100.into());
     let actions = converge(&d, &drifted);
     assert_eq!(actions.iter().map(RoomAction::kind).collect::<Vec<_>>(), ["SetRoomName", "SetPowerLevels"]);
 }
@@ -212,7 +230,7 @@ fn observes_creators_only_for_v12() {
         },
         RoomStateEvent {
             kind: "m.room.member".into(),
-            state_key: id("ann"),
+            state_key: id("ann").to_string(),
             sender: OP.into(),
             content: json!({"membership": "invite"}),
         },
@@ -223,13 +241,13 @@ fn observes_creators_only_for_v12() {
             content: marker("support_team"),
         },
     ];
-    let o = observe(&state, "support_team");
-    assert!(o.creators.contains(OP));
+    let o = observe(&state, "support_team").unwrap();
+    assert!(o.creators.contains(&op()));
     assert_eq!(o.membership.get(&id("ann")), Some(&Membership::Invite));
     assert!(o.marker.is_some());
     let mut v10 = state.clone();
     v10[0].content = json!({"room_version": "10"});
-    assert!(observe(&v10, "support_team").creators.is_empty());
+    assert!(observe(&v10, "support_team").unwrap().creators.is_empty());
 }
 
 #[test]
@@ -255,4 +273,45 @@ fn demoting_every_manager_is_blocked() {
     let none = desired(&["ann", "bob"], &[]);
     let why = guard(&none, &o, &plan_room(&none, &o), BlastRadius::default()).expect("blocked");
     assert!(why.contains("demote all 1 managers"), "{why}");
+}
+
+#[test]
+fn a_creator_is_never_listed_and_keys_nobody_models_survive() {
+    // A v12 room ann created (linked by roomId): she has creator power; the operator has its listed 100.
+    let d = desired(&["ann", "bob"], &["ann", "bob"]);
+    let o = ObservedRoom {
+        version: "12".into(),
+        creators: [id("ann")].into(),
+        power_levels: pl(json!({
+            "users": {OP: 100}, "historical": 100, "org.example.policy": {"strict": true},
+            "notifications": {"room": 50, "org.example.ping": 30},
+        })),
+        membership: [(op(), Membership::Join), (id("ann"), Membership::Join)].into(),
+        ..ObservedRoom::default()
+    };
+    let content = pl_of(&converge(&d, &o));
+    assert_eq!(content["users"], json!({OP: 100, "@bob:exo.test": 50}), "ann created the room: never listed");
+    assert_eq!(content["historical"], 100);
+    assert_eq!(content["org.example.policy"], json!({"strict": true}));
+    assert_eq!(content["notifications"]["org.example.ping"], 30);
+}
+
+#[test]
+fn creators_have_power_from_room_version_12_on() {
+    assert!(!version_has_creator_power("10"));
+    assert!(!version_has_creator_power("11"));
+    assert!(version_has_creator_power("12"));
+    assert!(version_has_creator_power("13"), "a later version keeps the rule");
+    assert!(version_has_creator_power("org.matrix.hydra.11"));
+}
+
+#[test]
+fn unreadable_power_levels_stop_the_plan() {
+    let state = [RoomStateEvent {
+        kind: "m.room.power_levels".into(),
+        state_key: "".into(),
+        sender: OP.into(),
+        content: json!({"ban": "lots"}),
+    }];
+    assert!(matches!(observe(&state, "x"), Err(StateError::PowerLevels(_))));
 }
