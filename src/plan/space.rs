@@ -16,7 +16,7 @@ use ruma_events::TimelineEventType;
 use super::AvatarWish;
 use super::room::{self, BlastRadius, DesiredRoom, Membership, ObservedRoom, PowerLevels, RoomAction, StateError};
 use crate::crd::MembershipMode;
-use crate::ids::OwnedUserId;
+use crate::ids::{self, OwnedRoomId, OwnedUserId, RoomId, ServerName};
 use crate::synapse::RoomStateEvent;
 
 /// The marker state event recording which MatrixSpace owns a space room
@@ -48,11 +48,11 @@ pub fn alias_localpart(prefix: &str, namespace: &str, name: &str) -> String {
     format!("{keep}-{}", &hash[..8])
 }
 
-pub fn child_content(server_name: &str) -> Value {
+pub fn child_content(server_name: &ServerName) -> Value {
     json!({"via": [server_name]})
 }
 
-pub fn parent_content(server_name: &str) -> Value {
+pub fn parent_content(server_name: &ServerName) -> Value {
     json!({"via": [server_name], "canonical": true})
 }
 
@@ -105,7 +105,6 @@ pub fn space_members(
 
 #[derive(Debug, Clone)]
 pub struct DesiredSpace {
-    pub room_id: String,
     pub marker_key: String,
     pub marker: Value,
     pub name: String,
@@ -119,9 +118,9 @@ pub struct DesiredSpace {
     pub operator: OwnedUserId,
     pub kick_reason: String,
     /// Room ids of the selected links.
-    pub children: BTreeSet<String>,
+    pub children: BTreeSet<OwnedRoomId>,
     /// The server name put in `via` (never taken from a room id: v12 ids have no server part).
-    pub via: String,
+    pub via: crate::ids::OwnedServerName,
 }
 
 impl DesiredSpace {
@@ -148,10 +147,10 @@ pub struct ObservedSpace {
     pub room: ObservedRoom,
     pub marker: Option<Value>,
     /// Rooms listed as children (non-empty `m.space.child` content).
-    pub children: BTreeMap<String, Value>,
+    pub children: BTreeMap<OwnedRoomId, Value>,
     /// `m.space.parent` of this space in the rooms looked at (desired and current
     /// children); a room without one is absent.
-    pub parents: BTreeMap<String, Value>,
+    pub parents: BTreeMap<OwnedRoomId, Value>,
 }
 
 /// Reads the space room's full state; `parents` are read from the rooms by the caller.
@@ -160,8 +159,11 @@ pub fn observe(state: &[RoomStateEvent], marker_key: &str) -> Result<ObservedSpa
     for e in state {
         match e.kind.as_str() {
             SPACE_MARKER_TYPE if e.state_key == marker_key => o.marker = Some(e.content.clone()),
+            // A child key that is no room id names no room the operator could link or unlink.
             CHILD if present(&e.content) => {
-                o.children.insert(e.state_key.clone(), e.content.clone());
+                if let Ok(room) = ids::room_id(&e.state_key) {
+                    o.children.insert(room, e.content.clone());
+                }
             }
             _ => {}
         }
@@ -177,44 +179,44 @@ pub fn present(content: &Value) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpaceAction {
     SetMarker {
-        room_id: String,
+        room_id: OwnedRoomId,
         key: String,
         content: Value,
     },
     SetName {
-        room_id: String,
+        room_id: OwnedRoomId,
         name: String,
     },
     SetTopic {
-        room_id: String,
+        room_id: OwnedRoomId,
         content: Value,
     },
     SetAvatar {
-        room_id: String,
+        room_id: OwnedRoomId,
         url: String,
     },
     SetPowerLevels {
-        room_id: String,
+        room_id: OwnedRoomId,
         levels: PowerLevels,
     },
     /// `m.space.child` in the space; empty content removes the room.
     SetChild {
-        space_id: String,
-        room_id: String,
+        space_id: OwnedRoomId,
+        room_id: OwnedRoomId,
         content: Value,
     },
     /// `m.space.parent` in the room; empty content removes the space.
     SetParent {
-        room_id: String,
-        space_id: String,
+        room_id: OwnedRoomId,
+        space_id: OwnedRoomId,
         content: Value,
     },
     JoinUser {
-        room_id: String,
+        room_id: OwnedRoomId,
         user_id: OwnedUserId,
     },
     KickUser {
-        room_id: String,
+        room_id: OwnedRoomId,
         user_id: OwnedUserId,
         reason: String,
     },
@@ -260,15 +262,19 @@ impl SpaceAction {
     }
 
     /// The state event this action writes, as (room, type, state key, content).
-    pub fn state_event(&self) -> Option<(&str, &str, &str, Value)> {
+    pub fn state_event(&self) -> Option<(&RoomId, &str, &str, Value)> {
         Some(match self {
             SpaceAction::SetMarker { room_id, key, content } => (room_id, SPACE_MARKER_TYPE, key, content.clone()),
             SpaceAction::SetName { room_id, name } => (room_id, "m.room.name", "", json!({"name": name})),
             SpaceAction::SetTopic { room_id, content } => (room_id, "m.room.topic", "", content.clone()),
             SpaceAction::SetAvatar { room_id, url } => (room_id, "m.room.avatar", "", json!({"url": url})),
             SpaceAction::SetPowerLevels { room_id, levels } => (room_id, "m.room.power_levels", "", levels.content()),
-            SpaceAction::SetChild { space_id, room_id, content } => (space_id, CHILD, room_id, content.clone()),
-            SpaceAction::SetParent { room_id, space_id, content } => (room_id, PARENT, space_id, content.clone()),
+            SpaceAction::SetChild { space_id, room_id, content } => {
+                (space_id, CHILD, room_id.as_str(), content.clone())
+            }
+            SpaceAction::SetParent { room_id, space_id, content } => {
+                (room_id, PARENT, space_id.as_str(), content.clone())
+            }
             SpaceAction::JoinUser { .. } | SpaceAction::KickUser { .. } => return None,
         })
     }
@@ -283,8 +289,8 @@ pub fn desired_power_levels(d: &DesiredSpace, observed: &PowerLevels, creators: 
 
 /// The calls that make the space (and its rooms' parent events) match `d`:
 /// state first, then membership.
-pub fn plan_space(d: &DesiredSpace, o: &ObservedSpace) -> Vec<SpaceAction> {
-    let room_id = d.room_id.clone();
+pub fn plan_space(d: &DesiredSpace, space_id: &RoomId, o: &ObservedSpace) -> Vec<SpaceAction> {
+    let room_id = space_id.to_owned();
     let mut actions = Vec::new();
     if o.marker.as_ref() != Some(&d.marker) {
         actions.push(SpaceAction::SetMarker {
@@ -334,7 +340,7 @@ pub fn plan_space(d: &DesiredSpace, o: &ObservedSpace) -> Vec<SpaceAction> {
         }
     }
     // A room no longer selected loses both links to the space.
-    let former: BTreeSet<&String> =
+    let former: BTreeSet<&OwnedRoomId> =
         o.children.keys().chain(o.parents.keys()).filter(|r| !d.children.contains(*r)).collect();
     for gone in former {
         if o.children.contains_key(gone) {
@@ -409,7 +415,7 @@ pub fn apply(o: &ObservedSpace, actions: &[SpaceAction]) -> ObservedSpace {
     next
 }
 
-fn set_or_remove(map: &mut BTreeMap<String, Value>, key: &str, content: &Value) {
+fn set_or_remove(map: &mut BTreeMap<OwnedRoomId, Value>, key: &RoomId, content: &Value) {
     if present(content) {
         map.insert(key.to_owned(), content.clone());
     } else {

@@ -21,7 +21,7 @@ use super::link::ALLOW_MASS_CHANGE;
 use super::status::{self, publish};
 use super::{Context, Error, avatar};
 use crate::crd::{MatrixSpace, MatrixSpaceStatus, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink};
-use crate::ids::{self, RoomId};
+use crate::ids::{self, OwnedRoomId, RoomId};
 use crate::plan::space::{self, Account, DesiredSpace, PARENT, SpaceAction, plan_space};
 use crate::session::Session;
 
@@ -73,18 +73,19 @@ fn selected_links(space: &MatrixSpace, ctx: &Context) -> Result<Vec<Arc<SpaceRoo
         .collect())
 }
 
-/// A link's room once it is the link's own (known, and not claimed by an older link).
-fn room_of_link(link: &SpaceRoomLink) -> Option<String> {
+/// A link's room once it is the link's own (known, and not claimed by an older link). The link wrote
+/// it from a parsed id; one a person edited into something else is no room yet.
+fn room_of_link(link: &SpaceRoomLink) -> Option<OwnedRoomId> {
     let st = link.status.as_ref()?;
     let conflict = st.conditions.iter().any(|c| c.type_ == "Conflict" && c.status == "True");
-    st.room_id.clone().filter(|_| !conflict)
+    st.room_id.as_deref().filter(|_| !conflict).and_then(|id| ids::room_id(id).ok())
 }
 
 /// What the space should be, from the selected links and the MatrixUser cache.
 /// `Err` says why the selector cannot be used.
 fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(DesiredSpace, usize), String> {
     // Only links whose room exists (and is theirs) are rooms of the space, and only their people its members.
-    let rooms: Vec<(String, Arc<SpaceRoomLink>)> =
+    let rooms: Vec<(OwnedRoomId, Arc<SpaceRoomLink>)> =
         selected_links(space, ctx)?.into_iter().filter_map(|l| Some((room_of_link(&l)?, l))).collect();
     let listed: BTreeSet<String> =
         rooms.iter().flat_map(|(_, l)| l.spec.members.iter().chain(&l.spec.managers)).cloned().collect();
@@ -98,7 +99,6 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
     let m = space::space_members(&listed, &space.spec.managers, &accounts);
     let (ns, name) = (space.namespace().unwrap_or_default(), space.name_any());
     let desired = DesiredSpace {
-        room_id: String::new(),
         marker_key: space::marker_key(&ns, &name),
         marker: space::marker(&ns, &name),
         name: space.spec.display_name.clone().unwrap_or_else(|| name.clone()),
@@ -111,7 +111,7 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
         operator: session.user_id.clone(),
         kick_reason: format!("no longer in any room of the space {name}"),
         children: rooms.into_iter().map(|(room, _)| room).collect(),
-        via: session.server_name.to_string(),
+        via: session.server_name.clone(),
     };
     Ok((desired, m.pending.len()))
 }
@@ -125,7 +125,6 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
     let (mut desired, pending) =
         desired(space, ctx, &session).map_err(|why| Error::invalid_spec("InvalidSelector", why))?;
     let room_id = create::space_room(space, ctx, &session, &desired, &mut st).await?;
-    desired.room_id = room_id.to_string();
 
     let resolved = avatar::resolve(ctx, &session, space.spec.avatar_url.as_deref(), st.avatar.clone()).await?;
     if let Some(url) = &resolved.uploaded_from {
@@ -137,13 +136,13 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
 
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the space's state"))?;
     let mut observed = space::observe(&state, &desired.marker_key)?;
-    let rooms: BTreeSet<String> = desired.children.iter().chain(observed.children.keys()).cloned().collect();
+    let rooms: BTreeSet<OwnedRoomId> = desired.children.iter().chain(observed.children.keys()).cloned().collect();
     for room in rooms {
-        if let Some(content) = parent_in(&session, &ids::room_id(&room)?, &room_id).await? {
+        if let Some(content) = parent_in(&session, &room, &room_id).await? {
             observed.parents.insert(room, content);
         }
     }
-    let actions = plan_space(&desired, &observed);
+    let actions = plan_space(&desired, &room_id, &observed);
     let allowed = space.annotations().get(ALLOW_MASS_CHANGE).is_some_and(|v| v != "false");
     if let Some(why) = space::guard(&desired, &observed, &actions, ctx.settings.blast_radius).filter(|_| !allowed) {
         let message = format!(
@@ -199,11 +198,11 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
     let admin = &session.admin;
     for action in actions {
         let Some((room, kind, key, content)) = action.state_event() else { continue };
-        match admin.put_state(&ids::room_id(room)?, kind, key, &content).await {
+        match admin.put_state(room, kind, key, &content).await {
             Ok(_) => {}
             // Removing the space from a room that is gone, or that the operator left, has nothing left to do.
             Err(e) if kind == PARENT && !space::present(&content) && matches!(e.status(), Some(403 | 404)) => {
-                tracing::debug!(room, error = %crate::error_chain::chain(&e), "cannot remove the space parent from a room no longer reachable");
+                tracing::debug!(%room, error = %crate::error_chain::chain(&e), "cannot remove the space parent from a room no longer reachable");
                 continue;
             }
             Err(e) => return Err(Error::synapse(action.describe())(e)),
@@ -214,10 +213,8 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
     let results: Vec<Result<(), Error>> = futures::stream::iter(membership)
         .map(|action| async move {
             let result = match &action {
-                SpaceAction::JoinUser { room_id, user_id } => admin.admin_join(&ids::room_id(room_id)?, user_id).await,
-                SpaceAction::KickUser { room_id, user_id, reason } => {
-                    admin.kick(&ids::room_id(room_id)?, user_id, reason).await
-                }
+                SpaceAction::JoinUser { room_id, user_id } => admin.admin_join(room_id, user_id).await,
+                SpaceAction::KickUser { room_id, user_id, reason } => admin.kick(room_id, user_id, reason).await,
                 _ => Ok(()),
             };
             result.map_err(Error::synapse(action.describe()))?;
@@ -244,7 +241,6 @@ async fn cleanup(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the space's state"))?;
     for room in space::observe(&state, "")?.children.keys() {
-        let room = &ids::room_id(room)?;
         if parent_in(&session, room, room_id).await?.is_some() {
             match admin.put_state(room, PARENT, room_id.as_str(), &json!({})).await {
                 Ok(_) => {}

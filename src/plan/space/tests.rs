@@ -11,13 +11,20 @@ fn op() -> OwnedUserId {
     uid(OP)
 }
 
+fn rid(id: &str) -> OwnedRoomId {
+    crate::ids::room_id(id).expect("a room id")
+}
+
+fn space() -> OwnedRoomId {
+    rid(SPACE)
+}
+
 fn id(u: &str) -> OwnedUserId {
     uid(&format!("@{u}:exo.test"))
 }
 
 fn desired(members: &[&str], managers: &[&str], children: &[&str]) -> DesiredSpace {
     DesiredSpace {
-        room_id: SPACE.into(),
         marker_key: marker_key("ns", "intranet"),
         marker: marker("ns", "intranet"),
         name: "Intranet".into(),
@@ -29,8 +36,8 @@ fn desired(members: &[&str], managers: &[&str], children: &[&str]) -> DesiredSpa
         managed: ["ann", "bob", "cat", "dan", "eve", "fay", "gil", "hal"].iter().map(|u| id(u)).collect(),
         operator: op(),
         kick_reason: "no longer in any room of the space".into(),
-        children: children.iter().map(|r| r.to_string()).collect(),
-        via: "exo.test".into(),
+        children: children.iter().map(|r| rid(r)).collect(),
+        via: crate::ids::server_name("exo.test").expect("a server name"),
     }
 }
 
@@ -52,9 +59,9 @@ fn fresh() -> ObservedSpace {
 }
 
 fn converge(d: &DesiredSpace, o: &ObservedSpace) -> (Vec<SpaceAction>, ObservedSpace) {
-    let actions = plan_space(d, o);
+    let actions = plan_space(d, &space(), o);
     let after = apply(o, &actions);
-    assert_eq!(plan_space(d, &after), vec![], "not converged after {actions:?}");
+    assert_eq!(plan_space(d, &space(), &after), vec![], "not converged after {actions:?}");
     (actions, after)
 }
 
@@ -69,13 +76,13 @@ fn a_new_space_gets_its_rooms_both_ways_and_its_members_then_converges() {
     // Child and parent for each room, via the server name, never the room id's server part.
     for room in ["!a", "!b:old.server"] {
         assert!(actions.contains(&SpaceAction::SetChild {
-            space_id: SPACE.into(),
-            room_id: room.into(),
+            space_id: space(),
+            room_id: rid(room),
             content: json!({"via": ["exo.test"]})
         }));
         assert!(actions.contains(&SpaceAction::SetParent {
-            room_id: room.into(),
-            space_id: SPACE.into(),
+            room_id: rid(room),
+            space_id: space(),
             content: json!({"via": ["exo.test"], "canonical": true})
         }));
     }
@@ -96,15 +103,15 @@ fn a_room_no_longer_selected_loses_child_and_parent() {
     let (actions, after) = converge(&d, &before);
     assert_eq!(kinds(&actions), vec!["RemoveChild", "RemoveParent"]);
     assert!(actions.iter().all(|a| a.state_event().is_some_and(|(_, _, _, c)| c == json!({}))));
-    assert_eq!(after.children.keys().collect::<Vec<_>>(), vec!["!a"]);
-    assert_eq!(after.parents.keys().collect::<Vec<_>>(), vec!["!a"]);
+    assert_eq!(after.children.keys().collect::<Vec<_>>(), vec![&rid("!a")]);
+    assert_eq!(after.parents.keys().collect::<Vec<_>>(), vec![&rid("!a")]);
 }
 
 #[test]
 fn a_parent_left_in_a_room_after_its_child_went_is_removed() {
     let mut o = converge(&desired(&[], &[], &["!a"]), &fresh()).1;
     o.children.clear();
-    let actions = plan_space(&desired(&[], &[], &[]), &o);
+    let actions = plan_space(&desired(&[], &[], &[]), &space(), &o);
     assert_eq!(kinds(&actions), vec!["RemoveParent"]);
 }
 
@@ -123,8 +130,8 @@ fn someone_who_left_the_space_is_joined_again_but_a_ban_is_respected() {
     let mut o = converge(&desired(&["ann", "bob"], &[], &[]), &fresh()).1;
     o.room.membership.insert(id("ann"), Membership::Leave);
     o.room.membership.insert(id("bob"), Membership::Ban);
-    let actions = plan_space(&desired(&["ann", "bob"], &[], &[]), &o);
-    assert_eq!(actions, vec![SpaceAction::JoinUser { room_id: SPACE.into(), user_id: id("ann") }]);
+    let actions = plan_space(&desired(&["ann", "bob"], &[], &[]), &space(), &o);
+    assert_eq!(actions, vec![SpaceAction::JoinUser { room_id: space(), user_id: id("ann") }]);
 }
 
 #[test]
@@ -132,14 +139,14 @@ fn removing_most_members_at_once_is_blocked() {
     let everyone = ["ann", "bob", "cat", "dan", "eve", "fay", "gil", "hal"];
     let o = converge(&desired(&everyone, &["ann"], &[]), &fresh()).1;
     let d = desired(&["ann"], &["ann"], &[]);
-    let actions = plan_space(&d, &o);
+    let actions = plan_space(&d, &space(), &o);
     let why = guard(&d, &o, &actions, BlastRadius::default()).expect("blocked");
     assert!(why.contains("remove 7 of the room's 8"), "{why}");
     let d = desired(&everyone[..6], &["ann"], &[]);
-    assert_eq!(guard(&d, &o, &plan_space(&d, &o), BlastRadius::default()), None);
+    assert_eq!(guard(&d, &o, &plan_space(&d, &space(), &o), BlastRadius::default()), None);
     // Demoting every manager is blocked too.
     let d = desired(&everyone, &[], &[]);
-    assert!(guard(&d, &o, &plan_space(&d, &o), BlastRadius::default()).is_some());
+    assert!(guard(&d, &o, &plan_space(&d, &space(), &o), BlastRadius::default()).is_some());
 }
 
 #[test]
@@ -190,7 +197,7 @@ fn observes_children_marker_and_ignores_removed_children() {
         ev(SPACE_MARKER_TYPE, "other/x", marker("other", "x")),
     ];
     let o = observe(&state, "ns/intranet").unwrap();
-    assert_eq!(o.children.keys().collect::<Vec<_>>(), vec!["!a"]);
+    assert_eq!(o.children.keys().collect::<Vec<_>>(), vec![&rid("!a")]);
     assert_eq!(o.marker, Some(marker("ns", "intranet")));
     assert!(o.room.creators.contains(&op()));
 }
