@@ -32,7 +32,7 @@ pub enum AvatarError {
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::tls::client_builder()
         .timeout(Duration::from_secs(20))
         .connect_timeout(Duration::from_secs(5))
         .build()

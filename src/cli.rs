@@ -154,6 +154,11 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// PEM bundle of extra CA certificates trusted (besides the built-in roots) by every outgoing HTTPS client:
+    /// Synapse, MAS, eXo and avatar downloads. For servers behind TLS signed by an internal CA.
+    #[arg(long, env = "EXO_MATRIX_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -21,6 +21,7 @@ pub mod run;
 pub mod secret;
 pub mod session;
 pub mod synapse;
+pub mod tls;
 
 /// Field manager and event reporter name.
 pub const MANAGER: &str = "exo-matrix-operator";

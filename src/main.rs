@@ -26,6 +26,13 @@ async fn run(args: RunArgs) -> ExitCode {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    // Before any HTTP client is built; an unusable file stops the start rather than failing every request.
+    if let Some(path) = &args.extra_ca_file {
+        match exo_matrix_operator::tls::install(path) {
+            Ok(count) => tracing::info!(file = %path.display(), count, "trusting extra CA certificates"),
+            Err(e) => return fail(&e),
+        }
+    }
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => return fail(&e),

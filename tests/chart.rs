@@ -90,6 +90,8 @@ fn kube_score_finds_nothing_unexplained_in_the_rendered_chart() {
     assert_eq!(kube_score(&[]), Vec::<String>::new(), "default values");
     let addon = ["--set", "addonApi.enabled=true", "--set", "addonApi.tokenSecret=t"];
     assert_eq!(kube_score(&addon), Vec::<String>::new(), "with the addon API");
+    let ca = ["--set", "extraCA.configMap=corp-ca"];
+    assert_eq!(kube_score(&ca), Vec::<String>::new(), "with an extra CA");
     // The checks left out are named, with their reasons, where they are switched off.
     let deployment = std::fs::read_to_string(repo_root().join("templates/deployment.yaml")).expect("template");
     for check in ["container-image-pull-policy", "deployment-replicas"] {
@@ -102,6 +104,45 @@ fn chart_refuses_invalid_values() {
     let (ok, out) = helm(&["template", "demo", ".", "--set", "matrix.existingSecret=c", "--set", "resync=ten minutes"]);
     assert!(!ok, "invalid resync accepted: {out}");
     assert!(out.contains("resync"), "{out}");
+}
+
+#[test]
+fn chart_mounts_an_extra_ca_and_passes_it_to_the_operator() {
+    let (ok, out) = helm(&["template", "demo", ".", "--set", "matrix.existingSecret=c"]);
+    assert!(ok && !out.contains("extra-ca"), "no extra CA by default: {out}");
+    for (kind, source) in [("configMap", "name: corp-ca"), ("secret", "secretName: corp-ca")] {
+        let set = format!("extraCA.{kind}=corp-ca");
+        let (ok, out) = helm(&[
+            "template",
+            "demo",
+            ".",
+            "--set",
+            "matrix.existingSecret=c",
+            "--set",
+            &set,
+            "--set",
+            "extraCA.key=root.pem",
+        ]);
+        assert!(ok, "{out}");
+        assert!(out.contains("- --extra-ca-file=/etc/exo-matrix-operator/extra-ca/root.pem"), "{out}");
+        assert!(
+            out.contains("mountPath: /etc/exo-matrix-operator/extra-ca") && out.contains("readOnly: true"),
+            "{out}"
+        );
+        assert!(out.contains(source) && out.contains("key: \"root.pem\""), "{out}");
+    }
+    let (ok, out) = helm(&[
+        "template",
+        "demo",
+        ".",
+        "--set",
+        "matrix.existingSecret=c",
+        "--set",
+        "extraCA.configMap=a",
+        "--set",
+        "extraCA.secret=b",
+    ]);
+    assert!(!ok, "a ConfigMap and a Secret at once are refused: {out}");
 }
 
 #[test]

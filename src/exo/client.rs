@@ -122,7 +122,7 @@ impl ExoClient {
     pub fn new(base_url: &str, username: &str, password: SecretString) -> Result<Self, ExoError> {
         let base =
             Url::parse(&format!("{}/", base_url.trim_end_matches('/'))).map_err(|_| ExoError::Url(base_url.into()))?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .build()

@@ -44,7 +44,7 @@ impl Mas {
         if !matches!(base.scheme(), "http" | "https") {
             return Err(Error::InvalidUrl(base_url.to_owned()));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
             .build()

@@ -45,7 +45,7 @@ struct MatrixError {
 impl Synapse {
     pub fn new(base_url: &str) -> Result<Self, Error> {
         let base = Url::parse(base_url.trim_end_matches('/')).map_err(|_| Error::InvalidUrl(base_url.to_owned()))?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
             .build()
