@@ -113,12 +113,18 @@ impl Metrics {
 }
 
 /// The path with ids replaced, so endpoints stay few: `/rooms/%21abc/state` → `/rooms/{id}/state`.
+/// The path as a label: ids, account-data types and state keys (which name spaces) hidden, so the
+/// number of series does not grow with the number of rooms.
 pub fn endpoint(path: &str) -> String {
-    path.split('?')
-        .next()
-        .unwrap_or(path)
-        .split('/')
-        .map(|seg| if seg.starts_with('%') || seg.starts_with('!') || seg.starts_with('@') { "{id}" } else { seg })
+    let segs: Vec<&str> = path.split('?').next().unwrap_or(path).split('/').collect();
+    segs.iter()
+        .enumerate()
+        .map(|(i, seg)| match (i.checked_sub(1).map(|j| segs[j]), i.checked_sub(2).map(|j| segs[j])) {
+            _ if seg.starts_with('%') || seg.starts_with('!') || seg.starts_with('@') => "{id}",
+            (Some("account_data"), _) => "{type}",
+            (_, Some("state")) if !seg.is_empty() => "{key}",
+            _ => seg,
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -135,6 +141,14 @@ mod tests {
             "/_matrix/client/v3/rooms/{id}/state/m.room.name/"
         );
         assert_eq!(endpoint("/_matrix/media/v3/upload?filename=a.png"), "/_matrix/media/v3/upload");
+        assert_eq!(
+            endpoint("/_matrix/client/v3/user/%40op%3Ax/account_data/dev.exomatrix.room.space_team"),
+            "/_matrix/client/v3/user/{id}/account_data/{type}"
+        );
+        assert_eq!(
+            endpoint("/_matrix/client/v3/rooms/%21r/state/dev.exomatrix.link/support_team"),
+            "/_matrix/client/v3/rooms/{id}/state/dev.exomatrix.link/{key}"
+        );
     }
 
     #[test]
