@@ -114,13 +114,13 @@ pub(super) fn accounts_in_progress(link: &SpaceRoomLink, ctx: &Context) -> Optio
         return None;
     }
     let listed: BTreeSet<&String> = link.spec.members.iter().chain(&link.spec.managers).collect();
-    let in_progress = ctx
-        .users
-        .as_ref()
-        .map(|s| s.state())
-        .unwrap_or_default()
+    let (ns, store) = (link.namespace().unwrap_or_default(), ctx.users.as_ref()?);
+    // The listed people through the index: a scan of every MatrixUser per pass cost 11 s of CPU in the first
+    // minute of B10k (1,000 young links polling every 5 s against 10,000 MatrixUsers).
+    let in_progress = listed
         .iter()
-        .filter(|u| u.namespace() == link.namespace() && listed.contains(&u.spec.username))
+        .flat_map(|username| ctx.user_index.named(&ns, username))
+        .filter_map(|name| store.get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns)))
         .filter(|u| u.spec.enabled && u.metadata.deletion_timestamp.is_none())
         .filter(|u| u.status.as_ref().is_none_or(|s| s.observed_generation.is_none() && s.user_id.is_none()))
         .count();
