@@ -246,7 +246,7 @@ pub async fn run(
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");
     let users_done = user_controller
-        .reconcile_all_on(session_ready(session.clone()))
+        .reconcile_all_on(session_settled(session.clone()))
         .graceful_shutdown_on(stopped())
         .run(controller::user::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("user", r));
@@ -260,12 +260,12 @@ pub async fn run(
         .run(controller::source::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("source", r));
     let links_done = link_controller
-        .reconcile_all_on(session_ready(session.clone()))
+        .reconcile_all_on(session_settled(session.clone()))
         .graceful_shutdown_on(stopped())
         .run(controller::link::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("link", r));
     let spaces_done = space_controller
-        .reconcile_all_on(session_ready(session))
+        .reconcile_all_on(session_settled(session))
         .graceful_shutdown_on(stopped())
         .run(controller::space::reconcile, controller::error_policy, ctx)
         .for_each(|r| log_result("space", r));
@@ -332,13 +332,61 @@ async fn log_result<T, E: std::error::Error>(controller: &'static str, result: R
 
 /// Fires each time a (new) session becomes ready: a rotated Secret or a
 /// recovered Synapse re-runs every object at once instead of at its backoff.
-fn session_ready(rx: tokio::sync::watch::Receiver<SessionState>) -> impl futures::Stream<Item = ()> + Send {
-    futures::stream::unfold(rx, |mut rx| async move {
+/// Yields when the session becomes usable, and when it fails for a new reason: objects reconciled while it was
+/// still connecting then show why there is no session at once, not after their backoff. The same failure again
+/// (the session retries it) wakes nobody.
+fn session_settled(rx: tokio::sync::watch::Receiver<SessionState>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold((rx, None::<String>), |(mut rx, mut last_failure)| async move {
         loop {
             rx.changed().await.ok()?;
-            if matches!(&*rx.borrow_and_update(), SessionState::Ready(_)) {
-                return Some(((), rx));
+            let wake = match &*rx.borrow_and_update() {
+                SessionState::Ready(_) => {
+                    last_failure = None;
+                    true
+                }
+                SessionState::Failed(why, _) if last_failure.as_deref() != Some(why.as_str()) => {
+                    last_failure = Some(why.clone());
+                    true
+                }
+                SessionState::Failed(..) | SessionState::Starting => false,
+            };
+            if wake {
+                return Some(((), (rx, last_failure)));
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::ErrorClass;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn the_controllers_are_woken_by_a_usable_session_and_by_each_new_failure_only() {
+        let (tx, rx) = tokio::sync::watch::channel(SessionState::Starting);
+        let woken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = woken.clone();
+        let task = tokio::spawn(session_settled(rx).for_each(move |()| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {}
+        }));
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
+        let fail = |why: &str| SessionState::Failed(why.to_owned(), ErrorClass::NeedsPerson);
+        let mut expected = Vec::new();
+        for (state, total) in [
+            (fail("masUrl missing"), 1),
+            (fail("masUrl missing"), 1), // the session retried the same failure
+            (SessionState::Starting, 1),
+            (fail("masClientSecret refused"), 2),
+        ] {
+            tx.send_replace(state);
+            settle().await;
+            expected.push((total, woken.load(std::sync::atomic::Ordering::SeqCst)));
+        }
+        assert!(expected.iter().all(|(want, got)| want == got), "wakes (expected, got): {expected:?}");
+        drop(tx);
+        task.await.expect("the stream ends with the session");
+    }
 }

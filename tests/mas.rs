@@ -246,7 +246,14 @@ async fn missing_or_wrong_mas_credentials_are_a_clear_condition() {
     credentials_secret(&s.client, &s.ns, "matrix", &[("serverUrl", &url), ("sharedSecret", "whatever")]).await;
     let op = Operator::start(&s.ns, "matrix", &[]);
     s.users.create(&PostParams::default(), &MatrixUser::new("amy", user_spec(&unique("amy")))).await.expect("created");
-    let (reason, message) = ready(&s.users, "amy", "False").await;
+    // While the session is still connecting the condition says so; then it names the missing keys.
+    let (reason, message) = eventually("the MAS keys named", WAIT, || async {
+        let u = s.users.get("amy").await.ok()?;
+        let st = serde_json::to_value(&u.status).ok()?;
+        let (status, reason, message) = condition(Some(&st), "Ready")?;
+        (status == "False" && message.contains("delegates authentication to MAS")).then_some((reason, message))
+    })
+    .await;
     assert_eq!(reason, "CredentialsUnavailable");
     for key in ["masUrl", "masClientId", "masClientSecret", "delegates authentication to MAS"] {
         assert!(message.contains(key), "{key} missing from: {message}");
