@@ -109,3 +109,71 @@ async fn killing_the_operator_mid_creation_leaves_exactly_one_room_per_space() {
     );
     drop(op);
 }
+
+/// Synapse stopped during createRoom leaves the alias on a room of the operator's that nobody is
+/// in (the fault campaign found it: only the create event, the creator never joined). Such a room
+/// can never be used: the link frees the alias and makes a new room instead of failing for ever.
+#[tokio::test]
+async fn an_alias_left_on_a_room_nobody_is_in_gets_a_new_room() {
+    let client = kube_client().await;
+    let ns = namespace(&client, "deadroom").await;
+    shared_secret_credentials(&client, &ns).await;
+    let tag = unique("d").replace('-', "");
+    let ann = format!("ann{tag}");
+    let users: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
+    let user = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixUser",
+        "metadata": {"name": ann}, "spec": {"username": ann}}))
+    .expect("user");
+    users.create(&PostParams::default(), &user).await.expect("user created");
+    let _op = Operator::start(&ns, "matrix", &[]);
+    let p = platform();
+    let server = p.server_name().to_owned();
+    let operator = format!("@op-{ns}:{server}");
+    // The operator's account exists once the user is Ready; then its half-made room is laid out.
+    eventually("ann Ready", Duration::from_secs(60), || async {
+        let x = users.get(&ann).await.ok()?;
+        condition(serde_json::to_value(&x.status).ok().as_ref(), "Ready").filter(|c| c.0 == "True")
+    })
+    .await;
+    let admin = synapse_admin().await;
+    let puppet = admin.login_as(&operator).await.expect("a token of the operator's account");
+    let http = reqwest::Client::new();
+    let sgid = format!("dead_{tag}");
+    let created: serde_json::Value = http
+        .post(format!("{}/_matrix/client/v3/createRoom", p.synapse_url()))
+        .bearer_auth(puppet.expose())
+        .json(&json!({"room_alias_name": format!("space_{sgid}"), "preset": "private_chat"}))
+        .send()
+        .await
+        .expect("createRoom")
+        .json()
+        .await
+        .expect("json");
+    let dead = created["room_id"].as_str().expect("room id").to_owned();
+    let left = http
+        .post(format!("{}/_matrix/client/v3/rooms/{}/leave", p.synapse_url(), dead.replace('!', "%21")))
+        .bearer_auth(puppet.expose())
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("leave");
+    assert!(left.status().is_success(), "the operator's account left {dead}");
+
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
+    let link = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "SpaceRoomLink",
+        "metadata": {"name": "team"}, "spec": {"spaceGroupId": sgid, "create": true, "members": [ann]}}))
+    .expect("link");
+    links.create(&PostParams::default(), &link).await.expect("link created");
+    let room = eventually("the link Ready with a room", Duration::from_secs(60), || async {
+        let l = links.get("team").await.ok()?;
+        condition(serde_json::to_value(&l.status).ok().as_ref(), "Ready").filter(|c| c.0 == "True")?;
+        l.status?.room_id
+    })
+    .await;
+    assert_ne!(room, dead, "a room nobody is in is not adopted");
+    let alias = format!("#space_{sgid}:{server}");
+    assert_eq!(admin.resolve_alias(&alias).await.expect("alias"), Some(room.clone()));
+    let mut members = admin.room_members(&room).await.expect("members");
+    members.sort();
+    assert_eq!(members, vec![format!("@{ann}:{server}"), operator]);
+}

@@ -21,6 +21,11 @@ pub struct Claim<'a> {
 
 /// The room behind the alias if this operator made it for this object: its marker says so,
 /// or (a room made before markers existed) the operator created it. Another room is AliasTaken.
+///
+/// A room the operator created that nobody is in is not adopted: Synapse stopped during createRoom
+/// leaves the alias on a room holding only its create event (found by the fault campaign), and
+/// nobody can ever join a room with no member. Its alias is freed, so that a new room is made;
+/// the dead room itself is left as it is.
 pub async fn adopt_by_alias(session: &Session, claim: &Claim<'_>) -> Result<Option<OwnedRoomId>, Error> {
     let (admin, what, alias) = (&session.admin, claim.what, claim.alias);
     let Some(id) = admin.resolve_alias(alias).await.map_err(Error::synapse(format!("resolving the {what} alias")))?
@@ -28,13 +33,19 @@ pub async fn adopt_by_alias(session: &Session, claim: &Claim<'_>) -> Result<Opti
         return Ok(None);
     };
     let (kind, key, wanted) = claim.marker;
+    // The marker is read as a member: a room the operator is not in is looked up as admin.
     let ours = match admin.room_state(&id, kind, key).await.ok().flatten() {
         Some(marker) => marker == *wanted,
-        None => admin
-            .room_details(&id)
-            .await
-            .map_err(Error::synapse(format!("looking up the {what}")))?
-            .is_some_and(|d| d.creator.as_ref() == Some(&session.user_id)),
+        None => {
+            let details = admin.room_details(&id).await.map_err(Error::synapse(format!("looking up the {what}")))?;
+            let mine = details.as_ref().is_some_and(|d| d.creator.as_ref() == Some(&session.user_id));
+            if mine && details.is_some_and(|d| d.joined_local_members == 0) {
+                admin.delete_alias(alias).await.map_err(Error::synapse(format!("freeing the {what} alias")))?;
+                tracing::warn!(%alias, room = %id, "the alias named a room this operator created that nobody is in (a createRoom cut short); alias freed, a new {what} is made");
+                return Ok(None);
+            }
+            mine
+        }
     };
     if ours {
         return Ok(Some(id));

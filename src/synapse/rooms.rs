@@ -153,6 +153,13 @@ impl Synapse {
         }
     }
 
+    /// DELETE /_matrix/client/v3/directory/room/{roomAlias} — a server admin may remove any local alias.
+    pub async fn delete_alias(&self, alias: &RoomAliasId) -> Result<(), Error> {
+        let path = format!("/_matrix/client/v3/directory/room/{}", enc(alias.as_str()));
+        let _: Ignored = self.delete(&path, &serde_json::json!({})).await?;
+        Ok(())
+    }
+
     /// GET /_synapse/admin/v1/rooms/{roomId} — `None` for a room this server does not know.
     pub async fn room_details(&self, room_id: &RoomId) -> Result<Option<RoomDetails>, Error> {
         match self.get(&format!("/_synapse/admin/v1/rooms/{}", enc(room_id.as_str()))).await {
