@@ -227,6 +227,12 @@ pub async fn run(
             controller::space::spaces_in(user.namespace(), &spaces_for_users.state())
         });
 
+    // Synapse back after an outage wakes every object (controller/outage.rs).
+    let outage = Arc::new(controller::outage::Outage::default());
+    tokio::spawn({
+        let (outage, session) = (outage.clone(), session.clone());
+        async move { outage.probe(session, Duration::from_secs(2)).await }
+    });
     let ctx = Arc::new(Context {
         kube: writer.clone(),
         session: session.clone(),
@@ -242,11 +248,13 @@ pub async fn run(
         directory: Default::default(),
         avatars: Default::default(),
         written: Default::default(),
+        outage: outage.clone(),
     });
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");
+    let woken = || futures::stream::select(session_settled(session.clone()), outage.back());
     let users_done = user_controller
-        .reconcile_all_on(session_settled(session.clone()))
+        .reconcile_all_on(woken())
         .graceful_shutdown_on(stopped())
         .run(controller::user::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("user", r));
@@ -260,12 +268,12 @@ pub async fn run(
         .run(controller::source::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("source", r));
     let links_done = link_controller
-        .reconcile_all_on(session_settled(session.clone()))
+        .reconcile_all_on(woken())
         .graceful_shutdown_on(stopped())
         .run(controller::link::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("link", r));
     let spaces_done = space_controller
-        .reconcile_all_on(session_settled(session))
+        .reconcile_all_on(woken())
         .graceful_shutdown_on(stopped())
         .run(controller::space::reconcile, controller::error_policy, ctx)
         .for_each(|r| log_result("space", r));

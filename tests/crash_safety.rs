@@ -136,7 +136,7 @@ async fn an_alias_left_on_a_room_nobody_is_in_gets_a_new_room() {
     })
     .await;
     let admin = synapse_admin().await;
-    let puppet = admin.login_as(&operator).await.expect("a token of the operator's account");
+    let puppet = admin.login_as(&support::uid(&operator)).await.expect("a token of the operator's account");
     let http = reqwest::Client::new();
     let sgid = format!("dead_{tag}");
     let created: serde_json::Value = http
@@ -172,8 +172,8 @@ async fn an_alias_left_on_a_room_nobody_is_in_gets_a_new_room() {
     .await;
     assert_ne!(room, dead, "a room nobody is in is not adopted");
     let alias = format!("#space_{sgid}:{server}");
-    assert_eq!(admin.resolve_alias(&alias).await.expect("alias"), Some(room.clone()));
-    let mut members = admin.room_members(&room).await.expect("members");
+    assert_eq!(admin.resolve_alias(&support::alias(&alias)).await.expect("alias"), Some(support::rid(&room)));
+    let mut members = admin.room_members(&support::rid(&room)).await.expect("members");
     members.sort();
     assert_eq!(members, vec![format!("@{ann}:{server}"), operator]);
 }

@@ -9,6 +9,7 @@ mod error;
 mod lasting;
 pub mod link;
 pub mod link_index;
+pub mod outage;
 pub mod secret_refs;
 pub mod shared;
 pub mod source;
@@ -90,6 +91,8 @@ pub struct Context {
     pub written: status::Written,
     /// Avatar download validators, for conditional requests.
     pub avatars: avatar::AvatarCache,
+    /// Synapse outages: every object is woken when it answers again.
+    pub outage: Arc<outage::Outage>,
 }
 
 impl Context {
@@ -114,10 +117,11 @@ impl Context {
     /// Reacts to a failed reconcile where the session is concerned: a token
     /// Synapse no longer accepts (401) asks for a new session.
     pub fn note_failure(&self, err: &Error) {
-        if let Error::Synapse { source, .. } = err
-            && source.status() == Some(401)
-        {
-            self.session_refresh.notify_one();
+        if let Error::Synapse { source, .. } = err {
+            if source.status() == Some(401) {
+                self.session_refresh.notify_one();
+            }
+            self.outage.note(source);
         }
     }
 
