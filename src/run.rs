@@ -200,9 +200,14 @@ pub async fn run(
 
     // A MatrixUser becoming Ready (or going away) re-runs the links that list it.
     let readiness = controller::link::ReadinessCache::default();
+    let accounts_made = Arc::new(controller::link::AccountsMade::default());
+    let made = accounts_made.clone();
     let link_controller = link_controller.watches_shared_stream(users_for_links, move |user| {
         if !readiness.changed(&user) {
             return Vec::new();
+        }
+        if user.status.as_ref().is_some_and(|s| s.user_id.is_some()) {
+            made.mark();
         }
         let links = link_index.listing(&user.namespace().unwrap_or_default(), &user.spec.username);
         // No link to wake (yet: the link cache may still be filling): keep the change pending.
@@ -249,6 +254,7 @@ pub async fn run(
         avatars: Default::default(),
         written: Default::default(),
         outage: outage.clone(),
+        accounts_made,
     });
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");

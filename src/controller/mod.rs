@@ -93,6 +93,8 @@ pub struct Context {
     pub avatars: avatar::AvatarCache,
     /// Synapse outages: every object is woken when it answers again.
     pub outage: Arc<outage::Outage>,
+    /// When an account last got its id: new rooms wait for accounts while they keep appearing.
+    pub accounts_made: Arc<link::AccountsMade>,
 }
 
 impl Context {

@@ -53,17 +53,25 @@ pub fn population(one_event_joins: bool, members: usize) -> Population {
     if one_event_joins && members >= WINDOW_MIN_MEMBERS { Population::Window } else { Population::Ordinary }
 }
 
-/// Longest a link waits, from its creation, for the accounts of listed people
-/// that are still being made before it creates its room anyway.
+/// A link waits at least this long, from its creation, for the accounts of listed
+/// people that are still being made; longer only while accounts keep appearing.
 pub const ACCOUNT_WAIT: Duration = Duration::from_secs(90);
 
+/// A link never waits longer than this for accounts, however steadily they appear.
+pub const ACCOUNT_WAIT_MAX: Duration = Duration::from_secs(3600);
+
 /// Whether to hold the room's creation: some listed people's accounts are being
-/// made right now (their MatrixUser was never reconciled), and the link is young.
-/// Creating once they exist puts every first member and manager into the room in
-/// one go (power levels in `createRoom`, one population) instead of one pass,
-/// one state read and possibly one power-level write per account that turns up.
-pub fn hold_creation(accounts_in_progress: usize, link_age: Duration) -> bool {
-    accounts_in_progress > 0 && link_age < ACCOUNT_WAIT
+/// made right now (their MatrixUser was never reconciled), and either the link is
+/// young or accounts are still appearing (`since_progress`: since the last account
+/// got its id, if any has). Creating once they exist puts every first member and
+/// manager into the room in one go (power levels in `createRoom`, one population)
+/// instead of one pass, one state read and possibly one power-level write per account
+/// that turns up. At 10,000 accounts made at Synapse's pace (~30 min) a fixed wait
+/// from the link's creation ran out long before most accounts existed. A stalled
+/// account queue (nothing appeared for `ACCOUNT_WAIT`) or `ACCOUNT_WAIT_MAX` ends the wait.
+pub fn hold_creation(accounts_in_progress: usize, link_age: Duration, since_progress: Option<Duration>) -> bool {
+    let progressing = since_progress.is_some_and(|d| d < ACCOUNT_WAIT);
+    accounts_in_progress > 0 && link_age < ACCOUNT_WAIT_MAX && (link_age < ACCOUNT_WAIT || progressing)
 }
 
 /// Joined accounts that are neither listed nor the operator: people who got into
@@ -102,9 +110,16 @@ mod tests {
 
     #[test]
     fn creation_waits_only_for_accounts_being_made_and_not_for_ever() {
-        assert!(hold_creation(3, Duration::from_secs(5)));
-        assert!(!hold_creation(0, Duration::from_secs(5)));
-        assert!(!hold_creation(3, ACCOUNT_WAIT));
+        let (young, old) = (Duration::from_secs(5), ACCOUNT_WAIT + Duration::from_secs(1));
+        let recent = Some(Duration::from_secs(2));
+        assert!(hold_creation(3, young, None));
+        assert!(!hold_creation(0, young, recent));
+        // Past the first wait, only while accounts keep appearing.
+        assert!(!hold_creation(3, old, None));
+        assert!(hold_creation(3, old, recent));
+        assert!(!hold_creation(3, old, Some(ACCOUNT_WAIT)));
+        // And never past the cap.
+        assert!(!hold_creation(3, ACCOUNT_WAIT_MAX, recent));
     }
 
     #[test]

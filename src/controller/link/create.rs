@@ -128,7 +128,21 @@ pub(super) fn accounts_in_progress(link: &SpaceRoomLink, ctx: &Context) -> Optio
         .creation_timestamp()
         .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
         .unwrap_or_default();
-    creation::hold_creation(in_progress, age).then_some(in_progress)
+    creation::hold_creation(in_progress, age, ctx.accounts_made.since()).then_some(in_progress)
+}
+
+/// When an account last got its id: whether accounts are still appearing (see `creation::hold_creation`).
+#[derive(Default)]
+pub struct AccountsMade(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl AccountsMade {
+    pub fn mark(&self) {
+        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    pub fn since(&self) -> Option<std::time::Duration> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).map(|t| t.elapsed())
+    }
 }
 
 /// The room behind the alias, if this operator made it for this link.

@@ -5,6 +5,8 @@ mod delete;
 pub mod leave;
 mod window;
 
+pub use create::AccountsMade;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
