@@ -9,6 +9,7 @@ use rand::Rng;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::plan::user::CreationPusher;
 use crate::synapse::{self, AdminUser, ListedUser, Synapse};
 
 /// Accounts per page of the bulk list: 10,000 accounts cost 20 reads.
@@ -29,6 +30,8 @@ struct Inner {
     fetched: Option<Instant>,
     /// When each account's email addresses and pushers are to be read again.
     deep_due: BTreeMap<String, Instant>,
+    /// Whether this homeserver gives the accounts it creates with an email their email pusher.
+    creation_pusher: Option<bool>,
 }
 
 /// What the listing says about one account.
@@ -76,6 +79,21 @@ impl UserDirectory {
             Some(a) => users.insert(user_id.to_owned(), ListedUser::from(a)),
             None => users.remove(user_id),
         };
+    }
+
+    /// What an account creation on this homeserver does about the email pusher, as learned so far.
+    pub async fn creation_pusher(&self) -> CreationPusher {
+        match self.inner.lock().await.creation_pusher {
+            Some(true) => CreationPusher::Made,
+            Some(false) => CreationPusher::NotMade,
+            None => CreationPusher::Unknown,
+        }
+    }
+
+    /// An account just created with an email was seen with (`made`) or without its email pusher. Learned once
+    /// for the process: a Synapse restarted with other settings is caught by the `--account-check` reads.
+    pub async fn learned_creation_pusher(&self, made: bool) {
+        self.inner.lock().await.creation_pusher.get_or_insert(made);
     }
 
     /// Whether this account's email addresses and pushers are due to be read. An account first seen gets a

@@ -16,7 +16,7 @@ use super::user_index::UserIndex;
 use super::{Context, Error, UserCreation, avatar};
 use crate::crd::{MatrixUser, UserDeletionPolicy};
 use crate::ids::{self, UserId};
-use crate::plan::user::{self as plan, DesiredUser, ObservedUser, UserAction, plan_user};
+use crate::plan::user::{self as plan, CreationPusher, DesiredUser, ObservedUser, UserAction, plan_user};
 use crate::secret::SecretString;
 use crate::session::Session;
 use crate::synapse::{Registration, UserUpdate};
@@ -114,12 +114,18 @@ async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
                 } else {
                     observe(&session, &desired, deep).await?
                 };
-                let actions = plan_user(&desired, &observed);
+                // Shared-secret registration makes the account without its email: Synapse adds no pusher then.
+                let creation = match ctx.settings.user_creation {
+                    UserCreation::AdminApi => directory.creation_pusher().await,
+                    UserCreation::SharedSecret => CreationPusher::NotMade,
+                };
+                let actions = plan_user(&desired, &observed, creation);
+                let mut created = false;
                 for action in &actions {
-                    execute(action, ctx, &session, user).await?;
+                    created |= execute(action, ctx, &session, user, created).await?;
                     publish(ctx, user, EventType::Normal, action.reason(), &action.describe()).await;
                 }
-                let after = plan::apply(&observed, &actions);
+                let after = plan::apply(&observed, &actions, creation);
                 directory.record(user_id.as_str(), after.account.as_ref()).await;
                 if deep {
                     directory.deep_checked(user_id.as_str(), ctx.settings.account_check).await;
@@ -183,7 +189,14 @@ async fn observe(session: &Session, desired: &DesiredUser, pushers: bool) -> Res
     Ok(ObservedUser { account, email_pushers })
 }
 
-async fn execute(action: &UserAction, ctx: &Context, session: &Session, user: &MatrixUser) -> Result<(), Error> {
+/// Runs one action; returns whether it created the account. `created`: an earlier action of this pass did.
+async fn execute(
+    action: &UserAction,
+    ctx: &Context,
+    session: &Session,
+    user: &MatrixUser,
+    created: bool,
+) -> Result<bool, Error> {
     let admin = &session.admin;
     match action {
         UserAction::CreateUser { user_id, update } if ctx.settings.user_creation == UserCreation::SharedSecret => {
@@ -213,9 +226,11 @@ async fn execute(action: &UserAction, ctx: &Context, session: &Session, user: &M
             let profile = UserUpdate { password: None, ..update.clone() };
             admin.put_user(user_id, &profile).await.map_err(Error::synapse("setting the profile"))?;
         }
-        UserAction::CreateUser { user_id, update }
-        | UserAction::UpdateUser { user_id, update }
-        | UserAction::ReactivateUser { user_id, update } => {
+        UserAction::CreateUser { user_id, update } => {
+            // The answer says whether this PUT made the account: only then does it show what a creation does.
+            return admin.put_user_created(user_id, update).await.map_err(Error::synapse(action.describe()));
+        }
+        UserAction::UpdateUser { user_id, update } | UserAction::ReactivateUser { user_id, update } => {
             let mut update = update.clone();
             if update.password.is_some() {
                 update.logout_devices = Some(false);
@@ -228,8 +243,18 @@ async fn execute(action: &UserAction, ctx: &Context, session: &Session, user: &M
         UserAction::CreateEmailPusher { user_id, email } => {
             admin.add_email_pusher(user_id, email).await.map_err(Error::synapse("enabling notification emails"))?;
         }
+        UserAction::ConfirmEmailPusher { user_id, email } => {
+            let pushers = admin.pushers(user_id).await.map_err(Error::synapse("listing pushers"))?;
+            let made = pushers.iter().any(|p| p.kind == "email" && &p.pushkey == email);
+            if created {
+                ctx.directory.learned_creation_pusher(made).await;
+            }
+            if !made {
+                admin.add_email_pusher(user_id, email).await.map_err(Error::synapse("enabling notification emails"))?;
+            }
+        }
     }
-    Ok(())
+    Ok(false)
 }
 
 async fn password(user: &MatrixUser, ctx: &Context) -> Result<Option<SecretString>, Error> {

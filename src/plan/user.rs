@@ -47,12 +47,29 @@ pub enum UserAction {
         user_id: OwnedUserId,
         update: UserUpdate,
     },
-    /// Synapse sends notification emails through an email pusher; accounts made
-    /// through the admin API get none, so the operator adds it.
+    /// Synapse sends notification emails through an email pusher. It makes none when an address is added to an
+    /// existing account or an account is reactivated (nor, under some settings, for a new one): the operator
+    /// adds it then.
     CreateEmailPusher {
         user_id: OwnedUserId,
         email: String,
     },
+    /// The account was just created and it is not known yet whether this Synapse gave it its email pusher: read
+    /// its pushers, add the pusher if missing, and remember the answer for later creations.
+    ConfirmEmailPusher {
+        user_id: OwnedUserId,
+        email: String,
+    },
+}
+
+/// Whether Synapse itself gives an account that `PUT /_synapse/admin/v2/users/<id>` creates with an email
+/// address its email pusher: it does when `email.enable_notifs` and `email.notif_for_new_users` (the default)
+/// are set. Synapse's configuration cannot be read through its API, so it is learned from the first account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreationPusher {
+    Made,
+    NotMade,
+    Unknown,
 }
 
 impl UserAction {
@@ -63,7 +80,7 @@ impl UserAction {
             UserAction::UpdateUser { .. } => "AccountUpdated",
             UserAction::DeactivateUser { .. } => "AccountDeactivated",
             UserAction::ReactivateUser { .. } => "AccountReactivated",
-            UserAction::CreateEmailPusher { .. } => "EmailNotificationsEnabled",
+            UserAction::CreateEmailPusher { .. } | UserAction::ConfirmEmailPusher { .. } => "EmailNotificationsEnabled",
         }
     }
 
@@ -76,7 +93,7 @@ impl UserAction {
             }
             UserAction::DeactivateUser { user_id } => format!("deactivated {user_id}"),
             UserAction::ReactivateUser { user_id, .. } => format!("reactivated {user_id}"),
-            UserAction::CreateEmailPusher { user_id, email } => {
+            UserAction::CreateEmailPusher { user_id, email } | UserAction::ConfirmEmailPusher { user_id, email } => {
                 format!("enabled notification emails to {email} for {user_id}")
             }
         }
@@ -100,8 +117,8 @@ fn changed_fields(u: &UserUpdate) -> Vec<&'static str> {
     f
 }
 
-/// The calls that make Synapse match `desired`, in order.
-pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser) -> Vec<UserAction> {
+/// The calls that make Synapse match `desired`, in order; `creation`: what a creation does about the pusher.
+pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser, creation: CreationPusher) -> Vec<UserAction> {
     let user_id = desired.user_id.clone();
     let mut actions = Vec::new();
     match &observed.account {
@@ -134,12 +151,17 @@ pub fn plan_user(desired: &DesiredUser, observed: &ObservedUser) -> Vec<UserActi
             }
         }
     }
-    // Deactivation drops pushers, so a reactivated account needs its pusher again.
-    let reactivating = matches!(actions.first(), Some(UserAction::ReactivateUser { .. }));
-    if let Some(email) = &desired.email
-        && (reactivating || !observed.email_pushers.contains(email))
-    {
-        actions.push(UserAction::CreateEmailPusher { user_id, email: email.clone() });
+    let Some(email) = desired.email.clone() else { return actions };
+    match actions.first() {
+        Some(UserAction::CreateUser { .. }) => match creation {
+            CreationPusher::Made => {}
+            CreationPusher::NotMade => actions.push(UserAction::CreateEmailPusher { user_id, email }),
+            CreationPusher::Unknown => actions.push(UserAction::ConfirmEmailPusher { user_id, email }),
+        },
+        // Deactivation drops pushers and reactivation makes none, so a reactivated account needs its pusher again.
+        Some(UserAction::ReactivateUser { .. }) => actions.push(UserAction::CreateEmailPusher { user_id, email }),
+        _ if !observed.email_pushers.contains(&email) => actions.push(UserAction::CreateEmailPusher { user_id, email }),
+        _ => {}
     }
     actions
 }
@@ -206,14 +228,19 @@ fn profile_diff(desired: &DesiredUser, account: &AdminUser) -> UserUpdate {
     update
 }
 
-/// What Synapse would show after `actions`: the model the convergence test uses.
-pub fn apply(observed: &ObservedUser, actions: &[UserAction]) -> ObservedUser {
+/// What Synapse would show after `actions`, when its creations do as `creation` says: the model the
+/// convergence test uses.
+pub fn apply(observed: &ObservedUser, actions: &[UserAction], creation: CreationPusher) -> ObservedUser {
     let mut next = observed.clone();
     for action in actions {
         match action {
             UserAction::CreateUser { user_id, update } => {
                 let mut account = AdminUser { name: user_id.to_string(), ..AdminUser::default() };
                 merge(&mut account, update);
+                if creation == CreationPusher::Made {
+                    let emails = account.threepids.iter().filter(|t| t.medium == "email");
+                    next.email_pushers.extend(emails.map(|t| t.address.clone()));
+                }
                 next.account = Some(account);
             }
             UserAction::UpdateUser { update, .. } | UserAction::ReactivateUser { update, .. } => {
@@ -228,7 +255,7 @@ pub fn apply(observed: &ObservedUser, actions: &[UserAction]) -> ObservedUser {
                 }
                 next.email_pushers.clear();
             }
-            UserAction::CreateEmailPusher { email, .. } => {
+            UserAction::CreateEmailPusher { email, .. } | UserAction::ConfirmEmailPusher { email, .. } => {
                 next.email_pushers.insert(email.clone());
             }
         }

@@ -182,6 +182,13 @@ impl Synapse {
         self.put(&format!("/_synapse/admin/v2/users/{}", enc(user_id.as_str())), update).await
     }
 
+    /// The same PUT; also says whether it created the account (201) rather than updated one that existed.
+    pub async fn put_user_created(&self, user_id: &UserId, update: &UserUpdate) -> Result<bool, Error> {
+        let path = format!("/_synapse/admin/v2/users/{}", enc(user_id.as_str()));
+        let (_, status): (Ignored, u16) = self.put_with_status(&path, update).await?;
+        Ok(status == 201)
+    }
+
     /// POST /_synapse/admin/v1/deactivate/{userId}
     pub async fn deactivate_user(&self, user_id: &UserId, erase: bool) -> Result<(), Error> {
         #[derive(Serialize)]

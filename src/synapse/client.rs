@@ -74,6 +74,15 @@ impl Synapse {
         self.send(Method::PUT, path, Some(body)).await
     }
 
+    /// A PUT whose answer's status matters too (201 Created or 200 OK).
+    pub(super) async fn put_with_status<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(R, u16), Error> {
+        self.execute_with_status(Method::PUT, path, |req| req.json(body)).await
+    }
+
     pub(super) async fn delete<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, Error> {
         self.send(Method::DELETE, path, Some(body)).await
     }
@@ -110,6 +119,15 @@ impl Synapse {
         path: &str,
         build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<R, Error> {
+        self.execute_with_status(method, path, build).await.map(|(r, _)| r)
+    }
+
+    async fn execute_with_status<R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(R, u16), Error> {
         let url = self.base.join(path).map_err(|_| Error::InvalidUrl(path.to_owned()))?;
         let method_name = method_str(&method);
         // The span names the path without its query: a query may carry a filename.
@@ -160,11 +178,12 @@ impl Synapse {
             if status.is_success() {
                 // Some endpoints answer with an empty body; `{}` stands in for it.
                 let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
-                return serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+                let decoded = serde_json::from_slice(bytes).map_err(|source| Error::Decode {
                     method: method_name,
                     path: span_path,
                     source,
-                });
+                })?;
+                return Ok((decoded, status.as_u16()));
             }
             let err: MatrixError = serde_json::from_slice(&bytes).unwrap_or(MatrixError {
                 errcode: String::new(),

@@ -23,30 +23,77 @@ fn account(f: impl FnOnce(&mut AdminUser)) -> ObservedUser {
     ObservedUser { account: Some(a), email_pushers: ["mary@example.org".to_owned()].into() }
 }
 
-/// Every case must converge: after applying its plan, planning again finds nothing.
+use CreationPusher::{Made, NotMade, Unknown};
+
+/// Most cases do not depend on what a creation does about the pusher.
+fn plan(d: &DesiredUser, o: &ObservedUser) -> Vec<UserAction> {
+    plan_user(d, o, Unknown)
+}
+
+/// Every case must converge under every Synapse setting: after applying its plan, planning again finds nothing.
 fn assert_converges(d: &DesiredUser, o: &ObservedUser) -> Vec<UserAction> {
-    let actions = plan_user(d, o);
-    let after = apply(o, &actions);
-    assert_eq!(plan_user(d, &after), vec![], "not converged after {actions:?}");
+    for creation in [Made, NotMade] {
+        let actions = plan_user(d, o, creation);
+        let after = apply(o, &actions, creation);
+        assert_eq!(plan_user(d, &after, creation), vec![], "not converged after {actions:?} ({creation:?})");
+    }
+    let actions = plan(d, o);
+    for synapse in [Made, NotMade] {
+        // Unknown: whichever Synapse does, the confirmation leaves one pusher.
+        let after = apply(o, &actions, synapse);
+        assert_eq!(plan_user(d, &after, synapse), vec![], "not converged after {actions:?} (Synapse: {synapse:?})");
+    }
     actions
 }
 
 #[test]
-fn creates_a_missing_account_with_profile_and_pusher_in_one_put() {
+fn creates_a_missing_account_with_its_profile_in_one_put() {
     let actions = assert_converges(&desired(), &ObservedUser::default());
-    assert_eq!(actions.len(), 2);
     let UserAction::CreateUser { user_id, update } = &actions[0] else { panic!("{actions:?}") };
     assert_eq!(user_id, "@mary:exo.test");
     assert_eq!(update.displayname.as_deref(), Some("Mary Kelly"));
     assert_eq!(update.threepids, Some(vec![Threepid::email("mary@example.org")]));
     assert_eq!(update.admin, Some(false));
     assert_eq!(update.password, None, "SSO accounts get no password");
-    assert!(matches!(&actions[1], UserAction::CreateEmailPusher { email, .. } if email == "mary@example.org"));
+}
+
+#[test]
+fn a_new_account_gets_its_pusher_from_synapse_when_synapse_makes_one() {
+    let none = ObservedUser::default();
+    // Synapse makes it (enable_notifs and notif_for_new_users): no login, no pushers/set.
+    assert!(matches!(&plan_user(&desired(), &none, Made)[..], [UserAction::CreateUser { .. }]));
+    // Synapse does not: the operator adds it.
+    assert!(matches!(
+        &plan_user(&desired(), &none, NotMade)[..],
+        [UserAction::CreateUser { .. }, UserAction::CreateEmailPusher { email, .. }] if email == "mary@example.org"
+    ));
+    // Not known yet: the pushers are read after the creation.
+    assert!(matches!(
+        &plan_user(&desired(), &none, Unknown)[..],
+        [UserAction::CreateUser { .. }, UserAction::ConfirmEmailPusher { email, .. }] if email == "mary@example.org"
+    ));
+    // Without an email there is nothing to confirm.
+    let no_email = DesiredUser { email: None, ..desired() };
+    assert!(matches!(&plan_user(&no_email, &none, Unknown)[..], [UserAction::CreateUser { .. }]));
+}
+
+#[test]
+fn what_synapse_does_for_new_accounts_never_skips_the_pusher_elsewhere() {
+    // A missing pusher on an existing account, and a reactivation (Synapse makes none there), get one anyway.
+    let mut missing = account(|_| {});
+    missing.email_pushers.clear();
+    assert!(matches!(&plan_user(&desired(), &missing, Made)[..], [UserAction::CreateEmailPusher { .. }]));
+    let mut deactivated = account(|a| a.deactivated = true);
+    deactivated.email_pushers.clear();
+    assert!(matches!(
+        &plan_user(&desired(), &deactivated, Made)[..],
+        [UserAction::ReactivateUser { .. }, UserAction::CreateEmailPusher { .. }]
+    ));
 }
 
 #[test]
 fn an_account_in_sync_needs_nothing() {
-    assert_eq!(plan_user(&desired(), &account(|_| {})), vec![]);
+    assert_eq!(plan(&desired(), &account(|_| {})), vec![]);
 }
 
 #[test]
@@ -81,9 +128,9 @@ fn disabling_deactivates_once() {
     let mut d = desired();
     d.enabled = false;
     assert_eq!(assert_converges(&d, &account(|_| {})), vec![UserAction::DeactivateUser { user_id: d.user_id.clone() }]);
-    assert_eq!(plan_user(&d, &account(|a| a.deactivated = true)), vec![]);
+    assert_eq!(plan(&d, &account(|a| a.deactivated = true)), vec![]);
     // A disabled person without an account gets none.
-    assert_eq!(plan_user(&d, &ObservedUser::default()), vec![]);
+    assert_eq!(plan(&d, &ObservedUser::default()), vec![]);
 }
 
 #[test]
@@ -118,7 +165,7 @@ fn avatar_is_set_replaced_and_cleared() {
     );
     // An avatar we never managed is left alone.
     d.avatar = AvatarWish::Leave;
-    assert_eq!(plan_user(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/theirs".into()))), vec![]);
+    assert_eq!(plan(&d, &account(|a| a.avatar_url = Some("mxc://exo.test/theirs".into()))), vec![]);
 }
 
 #[test]
@@ -141,7 +188,7 @@ fn a_missing_pusher_is_added_without_touching_the_profile() {
 fn descriptions_never_show_the_password() {
     let mut d = desired();
     d.password = Some(SecretString::new("hunter2"));
-    for a in plan_user(&d, &ObservedUser::default()) {
+    for a in plan(&d, &ObservedUser::default()) {
         assert!(!a.describe().contains("hunter2"));
         assert!(!format!("{a:?}").contains("hunter2"));
     }
