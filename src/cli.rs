@@ -94,6 +94,17 @@ pub struct RunArgs {
     #[arg(long, env = "EXO_MATRIX_LINK_DEBOUNCE", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub link_debounce: std::time::Duration,
 
+    /// A MatrixSpace follows changes of its links and their people's accounts at most this late, in one pass per
+    /// this period however many come (the convergence of 1,000 links is otherwise thousands of space passes,
+    /// each reading the space's whole state).
+    #[arg(long, env = "EXO_MATRIX_SPACE_DEBOUNCE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub space_debounce: std::time::Duration,
+
+    /// How often each room of a MatrixSpace has its `m.space.parent` read though the space lists it as a child
+    /// (the space's own state shows the rest; a room's admins could remove it by hand); spread over the period.
+    #[arg(long, env = "EXO_MATRIX_SPACE_PARENT_CHECK", default_value = "6h", value_parser = parse_duration)]
+    pub space_parent_check: std::time::Duration,
+
     /// Joins, invites and kicks into one room run at most this many at a time.
     #[arg(long, default_value_t = 4)]
     pub join_concurrency: usize,
@@ -217,6 +228,8 @@ impl RunArgs {
                 join_concurrency: self.join_concurrency.max(1),
                 one_event_joins: self.one_event_joins,
                 link_debounce: self.link_debounce,
+                space_debounce: self.space_debounce,
+                space_parent_check: self.space_parent_check,
                 exo_max_drop: self.exo_max_drop.clamp(0.0, 1.0),
                 account_check: self.account_check,
                 lasting_failure: self.lasting_failure,

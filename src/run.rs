@@ -4,10 +4,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
@@ -16,6 +18,10 @@ use crate::controller::shared::{self, SharedWatch};
 use crate::controller::{self, Context, Settings, secret_refs};
 use crate::crd::{ExoSource, MatrixSpace, MatrixUser, SpaceRoomLink};
 use crate::session::{self, SessionConfig, SessionState};
+
+/// An ExoSource's pass (a whole eXo read) waits this long after the last change concerning it: a GitOps sync
+/// that applies a source and its credentials Secret together reads eXo once.
+const SOURCE_DEBOUNCE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -120,12 +126,12 @@ pub async fn run(
     let user_changes = user_watch.subscribe_changes(shared::generation_fingerprint::<MatrixUser>);
     let users_for_links = user_watch.subscribe();
     let users_for_spaces = user_watch.subscribe();
-    let (caches_tx, caches_ready) = watch::channel(false);
+    let (users_tx, users_listed) = watch::channel(false);
     let index = user_index.clone();
     let user_events = watcher(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
         .default_backoff()
         .inspect_ok(move |e| index.observe(e));
-    let user_watch = tokio::spawn(user_watch.run(user_events, Some(caches_tx)));
+    let user_watch = tokio::spawn(user_watch.run(user_events, Some(users_tx)));
 
     let mut link_watch = SharedWatch::<SpaceRoomLink>::default();
     let links = link_watch.store();
@@ -136,21 +142,52 @@ pub async fn run(
     let link_events = watcher(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
         .default_backoff()
         .inspect_ok(move |e| index.observe(e));
-    let _watches = AbortOnDrop(vec![user_watch, tokio::spawn(link_watch.run(link_events, None))]);
+    let (links_tx, links_listed) = watch::channel(false);
+    let link_watch = tokio::spawn(link_watch.run(link_events, Some(links_tx)));
+    // Members and space children are judged from both caches: never from a half-filled one.
+    let caches_ready = both_listed(users_listed, links_listed);
+
+    // Spaces and sources: a status write is no news to their own controller either.
+    let mut space_watch = SharedWatch::<MatrixSpace>::default();
+    let spaces = space_watch.store();
+    let space_changes = space_watch.subscribe_changes(controller::space::wake::fingerprint);
+    let space_events =
+        watcher(api::<MatrixSpace>(&client, &cfg.namespace), watcher::Config::default()).default_backoff();
+    let mut source_watch = SharedWatch::<ExoSource>::default();
+    let sources = source_watch.store();
+    let source_changes = source_watch.subscribe_changes(shared::generation_fingerprint::<ExoSource>);
+    let source_events =
+        watcher(api::<ExoSource>(&client, &cfg.namespace), watcher::Config::default()).default_backoff();
+    // One Secret watch, of names only (a Secret's data never comes through it), for MatrixUsers and ExoSources.
+    let secret_events = watcher(api::<PartialObjectMeta<Secret>>(&client, &cfg.namespace), secret_refs::watched())
+        .default_backoff()
+        .touched_objects()
+        .filter_map(|secret| std::future::ready(secret.ok().map(Arc::new)));
+    let (mut secret_feeds, secret_watch) = shared::fan_out(secret_events, 2);
+    let (secrets_for_sources, secrets_for_users) = match (secret_feeds.pop(), secret_feeds.pop()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => unreachable!("fan_out gives as many feeds as asked"),
+    };
+    let _watches = AbortOnDrop(vec![
+        user_watch,
+        link_watch,
+        tokio::spawn(space_watch.run(space_events, None)),
+        tokio::spawn(source_watch.run(source_events, None)),
+        tokio::spawn(secret_watch),
+    ]);
 
     let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
     let user_controller =
         Controller::for_shared_stream(user_changes, users.clone()).with_config(controller_config.clone());
     // A password Secret created or rotated later reaches its MatrixUsers at once.
-    let secrets = || watcher(api::<Secret>(&client, &cfg.namespace), secret_refs::watched()).default_backoff();
     let users_for_secrets = users.clone();
-    let user_controller = user_controller.watches_stream(secrets().touched_objects(), move |secret| {
-        secret_refs::users_of(&secret, &users_for_secrets.state())
+    let user_controller = user_controller.watches_shared_stream(secrets_for_users, move |secret| {
+        secret_refs::users_of(&*secret, &users_for_secrets.state())
     });
     let link_controller = Controller::for_shared_stream(link_changes, links.clone())
         .with_config(controller_config.clone().debounce(cfg.settings.link_debounce));
-    let space_controller = Controller::new(api::<MatrixSpace>(&client, &cfg.namespace), watcher::Config::default())
-        .with_config(controller_config);
+    let space_controller =
+        Controller::for_shared_stream(space_changes, spaces.clone()).with_config(controller_config.clone());
 
     let mut http = None;
     if let Some(addr) = cfg.metrics_addr {
@@ -217,20 +254,10 @@ pub async fn run(
         links
     });
 
-    // A space follows its links (selection, rooms, listed people) and their people's accounts.
-    let spaces = space_controller.store();
-    let spaces_for_users = spaces.clone();
-    let accounts = controller::space::AccountCache::default();
-    let space_controller = space_controller
-        .watches_shared_stream(links_for_spaces, move |link| {
-            controller::space::spaces_in(link.namespace(), &spaces.state())
-        })
-        .watches_shared_stream(users_for_spaces, move |user| {
-            if !accounts.changed(&user) {
-                return Vec::new();
-            }
-            controller::space::spaces_in(user.namespace(), &spaces_for_users.state())
-        });
+    // A space follows what it reads of its links (selection, room, listed people) and their people's accounts,
+    // at most --space-debounce late and once per that period (controller::throttle).
+    let space_controller =
+        space_controller.reconcile_on(space_triggers(links_for_spaces, users_for_spaces, &links, &spaces, &cfg));
 
     // Synapse back after an outage wakes every object (controller/outage.rs).
     let outage = Arc::new(controller::outage::Outage::default());
@@ -255,6 +282,7 @@ pub async fn run(
         written: Default::default(),
         outage: outage.clone(),
         accounts_made,
+        space_parents: Default::default(),
     });
 
     tracing::info!(namespace = cfg.namespace.as_deref().unwrap_or("<all>"), "starting the controllers");
@@ -264,11 +292,11 @@ pub async fn run(
         .graceful_shutdown_on(stopped())
         .run(controller::user::reconcile, controller::error_policy, ctx.clone())
         .for_each(|r| log_result("user", r));
-    let source_controller = Controller::new(api::<ExoSource>(&client, &cfg.namespace), watcher::Config::default());
-    let sources = source_controller.store();
+    let source_controller = Controller::for_shared_stream(source_changes, sources.clone())
+        .with_config(controller_config.debounce(SOURCE_DEBOUNCE));
     // So do credentials Secrets to their ExoSources.
     let source_controller = source_controller
-        .watches_stream(secrets().touched_objects(), move |secret| secret_refs::sources_of(&secret, &sources.state()));
+        .watches_shared_stream(secrets_for_sources, move |secret| secret_refs::sources_of(&*secret, &sources.state()));
     let sources_done = source_controller
         .graceful_shutdown_on(stopped())
         .run(controller::source::reconcile, controller::error_policy, ctx.clone())
@@ -324,6 +352,45 @@ pub async fn run(
         return Err(RunError::Http(e));
     }
     Ok(())
+}
+
+/// Space wake-ups: link changes a space reads (`space::wake`) and account changes, gathered per space.
+fn space_triggers(
+    links_for_spaces: impl Stream<Item = Arc<SpaceRoomLink>> + Send + 'static,
+    users_for_spaces: impl Stream<Item = Arc<MatrixUser>> + Send + 'static,
+    links: &Store<SpaceRoomLink>,
+    spaces: &Store<MatrixSpace>,
+    cfg: &RunConfig,
+) -> impl Stream<Item = ObjectRef<MatrixSpace>> + Send + 'static {
+    let (links, spaces_for_links, spaces_for_users) = (links.clone(), spaces.clone(), spaces.clone());
+    let seen = controller::space::wake::LinkWatch::default();
+    let from_links = links_for_spaces.flat_map(move |link| {
+        // The cache, not the event: it says whether the link is still there (a deletion comes as the object).
+        let now = links.get(&ObjectRef::from_obj(&*link)).and_then(|l| controller::space::wake::LinkFacts::of(&l));
+        let (ns, name) = (link.namespace().unwrap_or_default(), link.name_any());
+        futures::stream::iter(seen.changed(ns, name, now, &spaces_for_links.state()))
+    });
+    let accounts = controller::space::AccountCache::default();
+    let from_users = users_for_spaces.flat_map(move |user| {
+        let woken = match accounts.changed(&user) {
+            true => controller::space::spaces_in(user.namespace(), &spaces_for_users.state()),
+            false => Vec::new(),
+        };
+        futures::stream::iter(woken)
+    });
+    controller::throttle::throttle(futures::stream::select(from_links, from_users).boxed(), cfg.settings.space_debounce)
+}
+
+/// True once both caches hold a complete list.
+fn both_listed(mut users: watch::Receiver<bool>, mut links: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if users.wait_for(|r| *r).await.is_ok() && links.wait_for(|r| *r).await.is_ok() {
+            tx.send_replace(true);
+            tx.closed().await;
+        }
+    });
+    rx
 }
 
 /// Stops the shared watches when `run` returns, however it returns.

@@ -1,12 +1,12 @@
-//! A resync that finds nothing to change writes nothing to Synapse or Kubernetes, and reads Synapse at
-//! most once per object per pass; a change made behind the operator's back is still put back.
+//! A resync that finds nothing to change (users, a link, a MatrixSpace) writes nothing to Synapse or Kubernetes,
+//! and reads Synapse at most once per object per pass; a change made behind the operator's back is still put back.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use exo_matrix_operator::crd::{MatrixUser, SpaceRoomLink};
+use exo_matrix_operator::crd::{MatrixSpace, MatrixUser, SpaceRoomLink};
 use exo_matrix_operator::synapse::UserUpdate;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
@@ -34,13 +34,24 @@ async fn calls(port: u16) -> (u64, u64) {
 }
 
 /// Every object's resourceVersion: any write to it (status included) changes it.
-async fn versions(users: &Api<MatrixUser>, links: &Api<SpaceRoomLink>) -> BTreeMap<String, String> {
+async fn versions(
+    users: &Api<MatrixUser>,
+    links: &Api<SpaceRoomLink>,
+    spaces: &Api<MatrixSpace>,
+) -> BTreeMap<String, String> {
     let lp = ListParams::default();
     let u =
         users.list(&lp).await.expect("users").items.into_iter().map(|o| (o.metadata.name, o.metadata.resource_version));
     let l =
         links.list(&lp).await.expect("links").items.into_iter().map(|o| (o.metadata.name, o.metadata.resource_version));
-    u.chain(l).map(|(n, v)| (n.unwrap_or_default(), v.unwrap_or_default())).collect()
+    let s = spaces
+        .list(&lp)
+        .await
+        .expect("spaces")
+        .items
+        .into_iter()
+        .map(|o| (o.metadata.name.map(|n| format!("space/{n}")), o.metadata.resource_version));
+    u.chain(l).chain(s).map(|(n, v)| (n.unwrap_or_default(), v.unwrap_or_default())).collect()
 }
 
 #[tokio::test]
@@ -50,6 +61,7 @@ async fn a_quiet_resync_writes_nothing_and_reads_synapse_at_most_once_per_object
     shared_secret_credentials(&client, &ns).await;
     let users: Api<MatrixUser> = Api::namespaced(client.clone(), &ns);
     let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), &ns);
+    let spaces: Api<MatrixSpace> = Api::namespaced(client.clone(), &ns);
     let port = free_port();
     let resync = format!("{RESYNC_S}s");
     let _op = Operator::start(&ns, "matrix", &["--resync", &resync, "--metrics-addr", &format!("127.0.0.1:{port}")]);
@@ -68,6 +80,10 @@ async fn a_quiet_resync_writes_nothing_and_reads_synapse_at_most_once_per_object
         "spec": {"spaceGroupId": prefix, "create": true, "displayName": "Quiet", "members": names, "managers": [names[0]]}}))
     .expect("link");
     links.create(&PostParams::default(), &link).await.expect("link created");
+    let space = serde_json::from_value(json!({"apiVersion": "exomatrix.dev/v1alpha1", "kind": "MatrixSpace",
+        "metadata": {"name": "quiet"}, "spec": {"displayName": "Quiet", "linkSelector": {}}}))
+    .expect("space");
+    spaces.create(&PostParams::default(), &space).await.expect("space created");
     let done = eventually("the link Ready with everyone joined", Duration::from_secs(60), || async {
         let l = links.get("quiet").await.ok()?;
         let st = l.status.as_ref()?;
@@ -76,16 +92,21 @@ async fn a_quiet_resync_writes_nothing_and_reads_synapse_at_most_once_per_object
     })
     .await;
     assert_eq!(done.spec().members.len(), USERS);
+    eventually("the space with the room and everyone", Duration::from_secs(60), || async {
+        let st = spaces.get("quiet").await.ok()?.status?;
+        (st.rooms == Some(1) && st.members == Some(USERS as i64)).then_some(())
+    })
+    .await;
     // Let the passes that follow the last change run out.
     tokio::time::sleep(Duration::from_secs(2 * RESYNC_S + 1)).await;
 
-    let (before, (reads0, writes0)) = (versions(&users, &links).await, calls(port).await);
+    let (before, (reads0, writes0)) = (versions(&users, &links, &spaces).await, calls(port).await);
     let passes = 4;
     tokio::time::sleep(Duration::from_secs(passes * RESYNC_S)).await;
-    let (after, (reads1, writes1)) = (versions(&users, &links).await, calls(port).await);
+    let (after, (reads1, writes1)) = (versions(&users, &links, &spaces).await, calls(port).await);
     assert_eq!(before, after, "no object written during quiet resyncs");
     assert_eq!(writes1 - writes0, 0, "no Synapse write during quiet resyncs");
-    let objects = (USERS + 1) as u64;
+    let objects = (USERS + 2) as u64;
     // Resyncs are jittered by ±10%: allow one extra pass.
     assert!(
         reads1 - reads0 <= objects * (passes + 1),

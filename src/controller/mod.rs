@@ -15,6 +15,7 @@ pub mod shared;
 pub mod source;
 pub mod space;
 pub mod status;
+pub mod throttle;
 pub mod user;
 pub mod user_index;
 
@@ -55,6 +56,10 @@ pub struct Settings {
     pub one_event_joins: bool,
     /// A link's pass waits this long after the last change concerning it (changes arriving meanwhile join it).
     pub link_debounce: Duration,
+    /// A space follows its links and people at most this late, once per period (see `throttle`).
+    pub space_debounce: Duration,
+    /// How often a space's child room has its `m.space.parent` read though nothing says it changed.
+    pub space_parent_check: Duration,
     /// An eXo answer with more than this share fewer spaces or users than the last good one is not acted on.
     pub exo_max_drop: f64,
     /// How often each account's email addresses and email pushers (which the bulk account list does not
@@ -95,6 +100,8 @@ pub struct Context {
     pub outage: Arc<outage::Outage>,
     /// When an account last got its id: new rooms wait for accounts while they keep appearing.
     pub accounts_made: Arc<link::AccountsMade>,
+    /// When each space's child rooms next have their parent read.
+    pub space_parents: space::ParentChecks,
 }
 
 impl Context {

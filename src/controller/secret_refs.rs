@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -15,19 +14,19 @@ pub fn watched() -> watcher::Config {
     watcher::Config::default().fields("type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token")
 }
 
-/// MatrixUsers whose password is in `secret`.
-pub fn users_of(secret: &Secret, users: &[Arc<MatrixUser>]) -> Vec<ObjectRef<MatrixUser>> {
+/// MatrixUsers whose password is in `secret` (a Secret, or only its metadata as the watch has it).
+pub fn users_of(secret: &impl Resource, users: &[Arc<MatrixUser>]) -> Vec<ObjectRef<MatrixUser>> {
     referrers(secret, users, |u| u.spec.password_secret_ref.as_ref().map(|r| r.name.as_str()))
 }
 
 /// ExoSources whose credentials are in `secret`.
-pub fn sources_of(secret: &Secret, sources: &[Arc<ExoSource>]) -> Vec<ObjectRef<ExoSource>> {
+pub fn sources_of(secret: &impl Resource, sources: &[Arc<ExoSource>]) -> Vec<ObjectRef<ExoSource>> {
     referrers(secret, sources, |s| Some(s.spec.credentials_secret_ref.name.as_str()))
 }
 
 /// The objects of `secret`'s namespace whose reference (`name_of`) names it.
 fn referrers<K: Resource<DynamicType = ()>>(
-    secret: &Secret,
+    secret: &impl Resource,
     objects: &[Arc<K>],
     name_of: fn(&K) -> Option<&str>,
 ) -> Vec<ObjectRef<K>> {
@@ -43,6 +42,7 @@ fn referrers<K: Resource<DynamicType = ()>>(
 mod tests {
     use super::*;
     use crate::crd::SecretKeyRef;
+    use k8s_openapi::api::core::v1::Secret;
 
     fn user(ns: &str, name: &str, secret: Option<&str>) -> Arc<MatrixUser> {
         let spec = serde_json::json!({"username": name});

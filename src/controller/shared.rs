@@ -188,6 +188,25 @@ where
     }
 }
 
+/// One stream handed on to `n` subscribers, without a cache: the Secret watch (only names matter there, and
+/// a cache would hold every Secret of the namespace). A subscriber that falls behind holds the others back.
+pub fn fan_out<T: Clone + Send + 'static>(
+    input: impl Stream<Item = T> + Send + 'static,
+    n: usize,
+) -> (Vec<mpsc::Receiver<T>>, impl std::future::Future<Output = ()> + Send + 'static) {
+    let (mut txs, rxs): (Vec<mpsc::Sender<T>>, Vec<mpsc::Receiver<T>>) = (0..n).map(|_| mpsc::channel(BUFFER)).unzip();
+    let run = async move {
+        futures::pin_mut!(input);
+        while let Some(item) = input.next().await {
+            for tx in &mut txs {
+                // A subscriber gone (its controller stopped) is no reason to stop feeding the others.
+                let _ = tx.send(item.clone()).await;
+            }
+        }
+    };
+    (rxs, run)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

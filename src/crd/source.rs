@@ -135,7 +135,8 @@ pub struct ExoSourceStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// When eXo was last read completely and acted on (RFC 3339).
+    /// When a complete eXo answer last led to a write, or was first acted on (RFC 3339): a pass that finds
+    /// nothing to change writes no status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
 }

@@ -153,7 +153,7 @@ pub struct ObservedSpace {
     pub parents: BTreeMap<OwnedRoomId, Value>,
 }
 
-/// Reads the space room's full state; `parents` are read from the rooms by the caller.
+/// Reads the space room's full state; `parents` are read from the rooms by the caller (see `parents`).
 pub fn observe(state: &[RoomStateEvent], marker_key: &str) -> Result<ObservedSpace, StateError> {
     let mut o = ObservedSpace { room: room::observe(state, "")?, ..ObservedSpace::default() };
     for e in state {
@@ -323,14 +323,9 @@ pub fn plan_space(d: &DesiredSpace, space_id: &RoomId, o: &ObservedSpace) -> Vec
     }
 
     let (child, parent) = (child_content(&d.via), parent_content(&d.via));
+    // The parent before the child, and removed before it: a room the space lists has its parent (see
+    // `parents`), so a pass need not read the parent of every room.
     for child_room in &d.children {
-        if o.children.get(child_room) != Some(&child) {
-            actions.push(SpaceAction::SetChild {
-                space_id: room_id.clone(),
-                room_id: child_room.clone(),
-                content: child.clone(),
-            });
-        }
         if o.parents.get(child_room) != Some(&parent) {
             actions.push(SpaceAction::SetParent {
                 room_id: child_room.clone(),
@@ -338,22 +333,29 @@ pub fn plan_space(d: &DesiredSpace, space_id: &RoomId, o: &ObservedSpace) -> Vec
                 content: parent.clone(),
             });
         }
+        if o.children.get(child_room) != Some(&child) {
+            actions.push(SpaceAction::SetChild {
+                space_id: room_id.clone(),
+                room_id: child_room.clone(),
+                content: child.clone(),
+            });
+        }
     }
     // A room no longer selected loses both links to the space.
     let former: BTreeSet<&OwnedRoomId> =
         o.children.keys().chain(o.parents.keys()).filter(|r| !d.children.contains(*r)).collect();
     for gone in former {
-        if o.children.contains_key(gone) {
-            actions.push(SpaceAction::SetChild {
-                space_id: room_id.clone(),
-                room_id: gone.clone(),
-                content: json!({}),
-            });
-        }
         if o.parents.contains_key(gone) {
             actions.push(SpaceAction::SetParent {
                 room_id: gone.clone(),
                 space_id: room_id.clone(),
+                content: json!({}),
+            });
+        }
+        if o.children.contains_key(gone) {
+            actions.push(SpaceAction::SetChild {
+                space_id: room_id.clone(),
+                room_id: gone.clone(),
                 content: json!({}),
             });
         }
@@ -423,5 +425,6 @@ fn set_or_remove(map: &mut BTreeMap<OwnedRoomId, Value>, key: &RoomId, content: 
     }
 }
 
+pub mod parents;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,10 @@
 //! SpaceRoomLinks it selects, joined by the people of those rooms.
 
 mod create;
+mod parent_checks;
+pub mod wake;
+
+pub use parent_checks::ParentChecks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use super::status::{self, publish};
 use super::{Context, Error, avatar};
 use crate::crd::{MatrixSpace, MatrixSpaceStatus, MatrixUser, SpaceDeletionPolicy, SpaceRoomLink};
 use crate::ids::{self, OwnedRoomId, RoomId};
-use crate::plan::space::{self, Account, DesiredSpace, PARENT, SpaceAction, plan_space};
+use crate::plan::space::{self, Account, DesiredSpace, PARENT, SpaceAction, parents, plan_space};
 use crate::session::Session;
 
 pub const FINALIZER: &str = "exomatrix.dev/space";
@@ -136,12 +140,21 @@ async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
 
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the space's state"))?;
     let mut observed = space::observe(&state, &desired.marker_key)?;
-    let rooms: BTreeSet<OwnedRoomId> = desired.children.iter().chain(observed.children.keys()).cloned().collect();
-    for room in rooms {
-        if let Some(content) = parent_in(&session, &room, &room_id).await? {
-            observed.parents.insert(room, content);
-        }
+    // A child's parent is read only when the room is new to the space, leaves it, or is due (plan::space::parents).
+    let child = space::child_content(&desired.via);
+    let period = ctx.settings.space_parent_check;
+    let key = space.uid().unwrap_or_default();
+    let to_read = parents::parents_to_read(&desired.children, &observed, &child, |room| {
+        ctx.space_parents.due(&key, room, period)
+    });
+    let mut read = BTreeMap::new();
+    for room in to_read {
+        read.insert(room.clone(), parent_in(&session, &room, &room_id).await?);
+        ctx.space_parents.checked(&key, &room, period);
     }
+    observed.parents = parents::observed_parents(&desired.children, &observed, &child, &desired.via, read);
+    let known: BTreeSet<OwnedRoomId> = desired.children.iter().chain(observed.children.keys()).cloned().collect();
+    ctx.space_parents.keep(&key, &known);
     let actions = plan_space(&desired, &room_id, &observed);
     let allowed = space.annotations().get(ALLOW_MASS_CHANGE).is_some_and(|v| v != "false");
     if let Some(why) = space::guard(&desired, &observed, &actions, ctx.settings.blast_radius).filter(|_| !allowed) {
@@ -230,6 +243,7 @@ async fn execute(space: &MatrixSpace, ctx: &Context, session: &Session, actions:
 /// `Retain` leaves the space as it is; `Delete` takes it out of its rooms, then
 /// deletes and purges it.
 async fn cleanup(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
+    ctx.space_parents.keep(&space.uid().unwrap_or_default(), &BTreeSet::new());
     let Some(room_id) = space.status.as_ref().and_then(|s| s.room_id.as_deref()) else {
         return Ok(Action::await_change());
     };
