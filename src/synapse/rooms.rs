@@ -89,6 +89,9 @@ pub struct RoomDetails {
     pub creator: Option<OwnedUserId>,
     #[serde(default)]
     pub joined_local_members: i64,
+    /// Events in the room's current state: 1 while only the create event exists.
+    #[serde(default)]
+    pub state_events: i64,
 }
 
 #[derive(Deserialize)]
