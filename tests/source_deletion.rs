@@ -18,7 +18,7 @@ use support::*;
 const WAIT: Duration = Duration::from_secs(90);
 
 struct Imported {
-    _exo: FakeExo,
+    exo: FakeExo,
     _op: Operator,
     sources: Api<ExoSource>,
     links: Api<SpaceRoomLink>,
@@ -78,7 +78,7 @@ async fn import(prefix: &str, on_source_deletion: Option<&str>) -> Imported {
         rooms.push((format!("#space_{group}{tag}:{server}"), room, members));
     }
     let accounts = [&ann, &bob, &cat, &dan].iter().map(|u| id(u)).collect();
-    Imported { _exo: exo, _op: op, sources, links, users, accounts, rooms }
+    Imported { exo, _op: op, sources, links, users, accounts, rooms }
 }
 
 impl Imported {
@@ -145,6 +145,43 @@ async fn background_cascade_keeps_accounts_and_rooms() {
         .await;
     s.collect_garbage().await;
     s.assert_everything_kept().await;
+}
+
+#[tokio::test]
+async fn a_pass_under_way_when_its_source_goes_re_creates_nothing() {
+    let s = import("gc-race", None).await;
+    // A slow eXo: the source's next pass reads its source, then waits on eXo while the source and its
+    // dependents go, then lists the dependents and writes what eXo describes.
+    s.exo.edit(|st| st.delay = Some(Duration::from_millis(400)));
+    let before = s.exo.state.lock().expect("lock").requests;
+    eventually("a pass under way", WAIT, || async {
+        (s.exo.state.lock().expect("lock").requests > before).then_some(())
+    })
+    .await;
+    s.sources.delete("intranet", &DeleteParams::background()).await.expect("source deleted");
+    eventually("ExoSource gone", WAIT, || async { s.sources.get_opt("intranet").await.ok()?.is_none().then_some(()) })
+        .await;
+    for user in s.users.list(&Default::default()).await.expect("users").items {
+        s.users.delete(&user.name_any(), &DeleteParams::background()).await.expect("user deleted");
+    }
+    eventually("MatrixUsers gone", WAIT, || async {
+        s.users.list(&Default::default()).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    // The pass reads eXo for a few seconds more (a page at a time), then lists the dependents.
+    let mut last = s.exo.state.lock().expect("lock").requests;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = s.exo.state.lock().expect("lock").requests;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let users: Vec<String> =
+        s.users.list(&Default::default()).await.expect("users").items.iter().map(|u| u.name_any()).collect();
+    assert!(users.is_empty(), "MatrixUsers re-created after their source and they were deleted: {users:?}");
 }
 
 #[tokio::test]

@@ -43,7 +43,8 @@ pub async fn reconcile(source: Arc<ExoSource>, ctx: Arc<Context>) -> Result<Acti
     let interval = interval(&source);
     let mut st = status::begin(&*source);
     let result = match sync(&source, &ctx, &mut st).await {
-        Ok(message) => status::show(&*source, &ctx, &mut st, Progress::ready("Synced", message)).await,
+        Ok(Some(message)) => status::show(&*source, &ctx, &mut st, Progress::ready("Synced", message)).await,
+        Ok(None) => return status::finish(&*source, &ctx, Ok(Action::await_change())).await,
         // What this pass learnt (counts, conflicts) is kept with the failure.
         Err(e) => {
             status::record_failure(&*source, &ctx, st, &e).await;
@@ -78,8 +79,9 @@ fn exo_failure(e: &ExoError) -> Error {
     }
 }
 
-/// Reads eXo and writes what it describes; the message of the `Ready` condition.
-async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Result<String, Error> {
+/// Reads eXo and writes what it describes; the message of the `Ready` condition, or `None` when the source
+/// went (or started going) during the pass and nothing was written.
+async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Result<Option<String>, Error> {
     let ns = source.namespace().unwrap_or_default();
     let spaces = SpaceMatcher::new(&source.spec.spaces.include, &source.spec.spaces.exclude)
         .map_err(|e| Error::invalid_spec("InvalidSpec", format!("{}; nothing was changed", chain(&e))))?;
@@ -105,6 +107,14 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     let link_list: Vec<_> = link_list.into_iter().filter(|l| l.namespace().as_deref() == Some(ns.as_str())).collect();
     let user_list: Vec<Arc<MatrixUser>> = ctx.users.as_ref().map(|s| s.state()).unwrap_or_default();
     let user_list: Vec<_> = user_list.into_iter().filter(|u| u.namespace().as_deref() == Some(ns.as_str())).collect();
+    let space = Api::<MatrixSpace>::namespaced(ctx.kube.clone(), &ns).get_opt(&source_name).await.map_err(kube_err)?;
+    // The source is read again after its dependents (the caches only lag: they show the dependents as of then
+    // or earlier): still there, then the garbage collector, which deletes them once it is gone, had deleted
+    // none of them yet, and nothing below re-creates one. (A pass that read eXo while its source and the
+    // dependents were being deleted wrote them all again.)
+    if !still_here(source, ctx).await? {
+        return Ok(None);
+    }
     // Each dependent carries the source's onSourceDeletion, for when the source is gone (see cascade).
     let mark = cascade::annotation(source.spec.on_source_deletion);
     let unmarked = |meta: &kube::api::ObjectMeta| {
@@ -176,7 +186,7 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
         written += 1;
     }
     let mut conflicts = plan.conflicts.clone();
-    conflicts.extend(sync_matrix_space(source, ctx, &owner).await?);
+    conflicts.extend(sync_matrix_space(source, ctx, &owner, space).await?);
     st.spaces_seen = Some(seen.0 as i64);
     st.users_seen = Some(seen.1 as i64);
     st.objects_written = Some(st.objects_written.unwrap_or(0) + written);
@@ -206,20 +216,27 @@ async fn sync(source: &ExoSource, ctx: &Context, st: &mut ExoSourceStatus) -> Re
     if !plan.held.is_empty() {
         message.push_str(&format!("; {} spaces held, see RosterHeld", plan.held.len()));
     }
-    Ok(message)
+    Ok(Some(message))
+}
+
+/// Whether the source still exists (the same object) and is not being deleted.
+async fn still_here(source: &ExoSource, ctx: &Context) -> Result<bool, Error> {
+    let api: Api<ExoSource> = Api::namespaced(ctx.kube.clone(), &source.namespace().unwrap_or_default());
+    let now = api.get_opt(&source.name_any()).await.map_err(|e| Error::Kube("reading the ExoSource".into(), e))?;
+    Ok(now.is_some_and(|s| s.uid() == source.uid() && s.metadata.deletion_timestamp.is_none()))
 }
 
 /// Writes the MatrixSpace of `spec.matrixSpace` (named after the source, selecting
-/// the links it labels), or deletes the one it wrote when the field is gone.
-/// Returns a conflict when that name is taken by a MatrixSpace it did not write.
+/// the links it labels; `existing`: that MatrixSpace as read), or deletes the one it wrote when the field is
+/// gone. Returns a conflict when that name is taken by a MatrixSpace it did not write.
 async fn sync_matrix_space(
     source: &ExoSource,
     ctx: &Context,
     owner: &[OwnerReference],
+    existing: Option<MatrixSpace>,
 ) -> Result<Option<String>, Error> {
     let api: Api<MatrixSpace> = Api::namespaced(ctx.kube.clone(), &source.namespace().unwrap_or_default());
     let name = source.name_any();
-    let existing = api.get_opt(&name).await.map_err(kube_err)?;
     let uid = source.uid().unwrap_or_default();
     let owned = existing.as_ref().map(|s| s.owner_references().iter().any(|r| r.uid == uid));
     let Some(wanted) = &source.spec.matrix_space else {

@@ -89,6 +89,8 @@ pub struct State {
     /// Longest page served whatever `limit` asks, so that paging is exercised.
     pub page_cap: usize,
     pub requests: usize,
+    /// How long every answer takes: a slow eXo keeps a source's pass under way for a while.
+    pub delay: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -145,7 +147,13 @@ async fn handle(
     } else {
         (StatusCode::UNAUTHORIZED, String::new())
     };
-    let misbehave = state.lock().expect("lock").misbehave;
+    let (misbehave, delay) = {
+        let s = state.lock().expect("lock");
+        (s.misbehave, s.delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let body = match misbehave {
         Some(Misbehaviour::Garbage(g)) if status == StatusCode::OK => garbage(g, uri.path(), body),
         _ => body,
