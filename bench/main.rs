@@ -46,6 +46,11 @@ struct Args {
     /// Longest wait for one contender to converge.
     #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// The Kubernetes side only: every MatrixUser `enabled: false` and every link `suspend: true`, so Synapse has
+    /// next to nothing to do; converged = every object Ready. For the operator's memory and restart cost at
+    /// scale without the hours of Synapse work (no join latency, no end-state check).
+    #[arg(long)]
+    idle: bool,
     /// Where the figures go as JSON (default target/bench/<scenario>.json).
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -68,7 +73,10 @@ struct Row {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let s = Scenario::named(&args.scenario, args.scale).context("--scenario is b50 or b10k")?;
+    let mut s = Scenario::named(&args.scenario, args.scale).context("--scenario is b50 or b10k")?;
+    if args.idle {
+        s.label.push_str("-idle");
+    }
     println!(
         "scenario {}: {} users with email, {} rooms, {} memberships",
         s.label,
@@ -162,14 +170,19 @@ async fn run_operator(
     let result = async {
         let kube = operator::kube(&p).await?;
         let applied = Instant::now();
-        operator::apply_scenario(&p, &kube, s).await?;
+        operator::apply_scenario(&p, &kube, s, args.idle).await?;
         eprintln!("bench: operator: {} objects applied in {:.1}s", s.objects(), applied.elapsed().as_secs_f64());
         let pid = p.synapse_pid()?;
         let cpu0 = cpu_seconds(pid);
         let started = Instant::now();
         let op = operator::Operator::start(&p, "1h", "operator-converge.log", &flags)?;
-        let rooms = operator::wait_converged(&kube, s, args.timeout).await;
+        let memory = operator::sample_memory(op.pid(), "converge", Duration::from_secs(5));
+        let rooms = match args.idle {
+            true => operator::wait_ready(&kube, s, args.timeout).await.map(|()| Vec::new()),
+            false => operator::wait_converged(&kube, s, args.timeout).await,
+        };
         let usage = operator::usage(started, pid, cpu0, &op, 0.0);
+        extra.insert(format!("{who}_memory_mib"), json!(memory.finish()));
         let m = op.scrape().await?;
         let rooms = rooms?;
         let by_endpoint = operator::synapse_calls(&m);
@@ -178,7 +191,7 @@ async fn run_operator(
         println!("operator passes while converging: {passes}");
         extra.insert("converge_passes".into(), json!(passes));
         let checker = Client::admin(p.var("SYNAPSE_URL")?, p.var("SYNAPSE_SHARED_SECRET")?, "benchchecker").await?;
-        let problems = client::verify(&checker, s, &rooms, 50).await?;
+        let problems = if args.idle { Vec::new() } else { client::verify(&checker, s, &rooms, 50).await? };
         let r = row(
             who,
             usage.seconds,
@@ -214,9 +227,11 @@ async fn quiet(
     let started = Instant::now();
     let op =
         operator::Operator::start(p, &humantime::format_duration(resync).to_string(), "operator-quiet.log", flags)?;
+    let memory = operator::sample_memory(op.pid(), "restart", Duration::from_secs(1));
     let calm = Duration::from_secs(3);
     let m0 = operator::wait_settled(&op, 0.0, s.objects(), calm).await?;
     let restart = operator::usage(started, pid, cpu0, &op, 0.0);
+    extra.insert("restart_memory_mib".into(), json!(memory.finish()));
     let restart_s = restart.seconds - calm.as_secs_f64();
     let restart_passes = operator::passes(&m0, &operator::synapse_calls(&m0), s);
     println!("operator passes during the restart: {restart_passes}");
@@ -238,7 +253,8 @@ async fn quiet(
     let window = window_start.elapsed().as_secs_f64();
     let op_cpu = cpu_seconds(op.pid()) - op_cpu1;
     // With everything converged and watched: one member added to one link, how soon joined.
-    let (latencies, added) = operator::join_latencies(kube, s, args.join_samples, Duration::from_secs(120)).await?;
+    let samples = if args.idle { 0 } else { args.join_samples };
+    let (latencies, added) = operator::join_latencies(kube, s, samples, Duration::from_secs(120)).await?;
     let wrong = joined_in_synapse(p, kube, s, &added).await?;
     op.stop();
     let (p50, p95) = (operator::quantile(&latencies, 0.5), operator::quantile(&latencies, 0.95));

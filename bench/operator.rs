@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use exo_matrix_operator::crd::{MatrixUser, MatrixUserSpec, SpaceRoomLink, SpaceRoomLinkSpec};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -24,8 +25,10 @@ pub async fn kube(p: &Platform) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// CRDs, namespace, credentials Secret, and every MatrixUser and SpaceRoomLink of the scenario.
-pub async fn apply_scenario(p: &Platform, client: &Client, s: &Scenario) -> anyhow::Result<()> {
+/// CRDs, namespace, credentials Secret, and every MatrixUser and SpaceRoomLink of the scenario. `idle`: every
+/// MatrixUser `enabled: false` and every link `suspend: true`, so that Synapse has (almost) nothing to do and
+/// only the Kubernetes side is measured (memory, restart).
+pub async fn apply_scenario(p: &Platform, client: &Client, s: &Scenario, idle: bool) -> anyhow::Result<()> {
     let kubectl = p.var("KUBECTL")?;
     let crds = repo_root().join("crds");
     for args in [
@@ -62,6 +65,7 @@ pub async fn apply_scenario(p: &Platform, client: &Client, s: &Scenario) -> anyh
                     "username": Scenario::username(i),
                     "displayName": Scenario::display_name(i),
                     "email": Scenario::email(i),
+                    "enabled": !idle,
                 }))?;
                 users.create(&PostParams::default(), &MatrixUser::new(&Scenario::username(i), spec)).await?;
                 anyhow::Ok(())
@@ -82,6 +86,7 @@ pub async fn apply_scenario(p: &Platform, client: &Client, s: &Scenario) -> anyh
                     "description": Scenario::topic(room),
                     "members": room.members.iter().map(|m| Scenario::username(*m)).collect::<Vec<_>>(),
                     "managers": room.managers.iter().map(|m| Scenario::username(*m)).collect::<Vec<_>>(),
+                    "suspend": idle,
                 }))?;
                 let name = room.id.replace('_', "-");
                 links.create(&PostParams::default(), &SpaceRoomLink::new(&name, spec)).await?;
@@ -208,6 +213,77 @@ pub async fn wait_converged(client: &Client, s: &Scenario, timeout: Duration) ->
             bail!("not converged after {timeout:?}: {} of {} links done", rooms.len(), s.rooms.len());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until every MatrixUser and SpaceRoomLink shows `Ready=True` for its current generation (`--idle`).
+pub async fn wait_ready(client: &Client, s: &Scenario, timeout: Duration) -> anyhow::Result<()> {
+    let users: Api<MatrixUser> = Api::namespaced(client.clone(), NS);
+    let links: Api<SpaceRoomLink> = Api::namespaced(client.clone(), NS);
+    let deadline = Instant::now() + timeout;
+    fn ready(generation: Option<i64>, observed: Option<i64>, conditions: &[Condition]) -> bool {
+        observed == generation && conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    }
+    loop {
+        let lp = ListParams::default();
+        let (all_users, all_links) = (users.list(&lp).await?.items, links.list(&lp).await?.items);
+        let u = all_users
+            .iter()
+            .filter(|u| {
+                u.status.as_ref().is_some_and(|st| ready(u.metadata.generation, st.observed_generation, &st.conditions))
+            })
+            .count();
+        let l = all_links
+            .iter()
+            .filter(|l| {
+                l.status.as_ref().is_some_and(|st| ready(l.metadata.generation, st.observed_generation, &st.conditions))
+            })
+            .count();
+        if u == s.users && l == s.rooms.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("not ready after {timeout:?}: {u} of {} MatrixUsers, {l} of {} links", s.users, s.rooms.len());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The operator's resident memory over time: (seconds since `started`, VmRSS MiB, VmHWM MiB) every `every`,
+/// a line on stderr each minute, until the returned handle is aborted or the process is gone.
+pub fn sample_memory(pid: u32, phase: &'static str, every: Duration) -> MemorySamples {
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = samples.clone();
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut printed = Instant::now();
+        loop {
+            let (rss, hwm) = (crate::platform::rss_mib(pid), peak_rss_mib(pid));
+            if rss.is_nan() {
+                return;
+            }
+            let t = started.elapsed().as_secs_f64();
+            out.lock().unwrap_or_else(|p| p.into_inner()).push((t, rss, hwm));
+            if printed.elapsed() >= Duration::from_secs(60) {
+                eprintln!("bench: {phase} t={t:.0}s operator RSS {rss:.0} MiB (peak {hwm:.0} MiB)");
+                printed = Instant::now();
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+    MemorySamples { samples, task }
+}
+
+pub struct MemorySamples {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<(f64, f64, f64)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MemorySamples {
+    /// Stops sampling; the samples so far.
+    pub fn finish(self) -> Vec<(f64, f64, f64)> {
+        self.task.abort();
+        self.samples.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
