@@ -130,6 +130,7 @@ pub async fn run(
     let index = user_index.clone();
     let user_events = watcher(api::<MatrixUser>(&client, &cfg.namespace), watcher::Config::default())
         .default_backoff()
+        .modify(shared::trim)
         .inspect_ok(move |e| index.observe(e));
     let user_watch = tokio::spawn(user_watch.run(user_events, Some(users_tx)));
 
@@ -141,6 +142,7 @@ pub async fn run(
     let index = link_index.clone();
     let link_events = watcher(api::<SpaceRoomLink>(&client, &cfg.namespace), watcher::Config::default())
         .default_backoff()
+        .modify(shared::trim)
         .inspect_ok(move |e| index.observe(e));
     let (links_tx, links_listed) = watch::channel(false);
     let link_watch = tokio::spawn(link_watch.run(link_events, Some(links_tx)));
@@ -151,13 +153,15 @@ pub async fn run(
     let mut space_watch = SharedWatch::<MatrixSpace>::default();
     let spaces = space_watch.store();
     let space_changes = space_watch.subscribe_changes(controller::space::wake::fingerprint);
-    let space_events =
-        watcher(api::<MatrixSpace>(&client, &cfg.namespace), watcher::Config::default()).default_backoff();
+    let space_events = watcher(api::<MatrixSpace>(&client, &cfg.namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(shared::trim);
     let mut source_watch = SharedWatch::<ExoSource>::default();
     let sources = source_watch.store();
     let source_changes = source_watch.subscribe_changes(shared::generation_fingerprint::<ExoSource>);
-    let source_events =
-        watcher(api::<ExoSource>(&client, &cfg.namespace), watcher::Config::default()).default_backoff();
+    let source_events = watcher(api::<ExoSource>(&client, &cfg.namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(shared::trim);
     // One Secret watch, of names only (a Secret's data never comes through it), for MatrixUsers and ExoSources.
     let secret_events = watcher(api::<PartialObjectMeta<Secret>>(&client, &cfg.namespace), secret_refs::watched())
         .default_backoff()

@@ -11,8 +11,9 @@ use kube::runtime::watcher;
 
 use crate::crd::SpaceRoomLink;
 
-/// (namespace, username) → names of the links listing it (as member or manager).
-type ByPerson = BTreeMap<(String, String), BTreeSet<String>>;
+/// (namespace, username, name of a link listing it as member or manager). One flat set searched by range, not
+/// a set per person: a set of one element allocates a whole B-tree node.
+type ByPerson = BTreeSet<(String, String, String)>;
 
 #[derive(Default)]
 pub struct LinkIndex {
@@ -34,7 +35,7 @@ impl Inner {
         self.remove(&key);
         let people: BTreeSet<String> = link.spec.members.iter().chain(&link.spec.managers).cloned().collect();
         for person in &people {
-            self.by_person.entry((key.0.clone(), person.clone())).or_default().insert(key.1.clone());
+            self.by_person.insert((key.0.clone(), person.clone(), key.1.clone()));
         }
         self.listed.insert(key, people);
     }
@@ -42,13 +43,7 @@ impl Inner {
     fn remove(&mut self, key: &(String, String)) {
         let Some(people) = self.listed.remove(key) else { return };
         for person in people {
-            let k = (key.0.clone(), person);
-            if let Some(names) = self.by_person.get_mut(&k) {
-                names.remove(&key.1);
-                if names.is_empty() {
-                    self.by_person.remove(&k);
-                }
-            }
+            self.by_person.remove(&(key.0.clone(), person, key.1.clone()));
         }
     }
 }
@@ -76,9 +71,10 @@ impl LinkIndex {
         let inner = self.current.read().unwrap_or_else(|p| p.into_inner());
         inner
             .by_person
-            .get(&(namespace.to_owned(), username.to_owned()))
-            .map(|names| names.iter().map(|n| ObjectRef::new(n).within(namespace)).collect())
-            .unwrap_or_default()
+            .range((namespace.to_owned(), username.to_owned(), String::new())..)
+            .take_while(|(ns, person, _)| ns == namespace && person == username)
+            .map(|(_, _, name)| ObjectRef::new(name).within(namespace))
+            .collect()
     }
 }
 
