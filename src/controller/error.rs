@@ -72,16 +72,6 @@ impl Error {
         Error::InvalidSpec { reason, message: message.into() }
     }
 
-    /// The error inside a finalizer's bookkeeping.
-    pub fn from_finalizer(e: kube::runtime::finalizer::Error<Error>) -> Error {
-        use kube::runtime::finalizer::Error as F;
-        match e {
-            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
-            F::AddFinalizer(k) | F::RemoveFinalizer(k) => Error::Kube("updating the finalizer".into(), k),
-            other => Error::invalid_spec("InvalidObject", other.to_string()),
-        }
-    }
-
     /// The condition reason this error shows as.
     pub fn reason(&self) -> &'static str {
         match self {

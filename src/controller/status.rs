@@ -174,7 +174,7 @@ where
 pub type Step<K> = for<'a> fn(&'a K, &'a Context) -> futures::future::BoxFuture<'a, Result<Action, Error>>;
 
 /// One reconcile of a kind with a finalizer: the object as it is now (`current`: the cache may lag a
-/// status write), `apply` or `cleanup`, and the outcome recorded (`finish`).
+/// status write), its finalizer handled (`finalized`), and the outcome recorded (`finish`).
 pub async fn reconcile_finalized<K: Reconciled + Serialize>(
     controller: &'static str,
     finalizer_name: &str,
@@ -183,18 +183,80 @@ pub async fn reconcile_finalized<K: Reconciled + Serialize>(
     apply: Step<K>,
     cleanup: Step<K>,
 ) -> Result<Action, Error> {
-    use kube::runtime::finalizer::{Event, finalizer};
     let _in_flight = crate::metrics::global().reconcile_started(controller);
     let api: Api<K> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let Some(obj) = current(&api, &obj, ctx).await? else { return Ok(Action::await_change()) };
-    let result = finalizer(&api, finalizer_name, obj.clone(), |event| async move {
-        match event {
-            Event::Apply(o) => apply(&o, ctx).await,
-            Event::Cleanup(o) => cleanup(&o, ctx).await,
+    let result = finalized(&api, finalizer_name, obj.clone(), ctx, apply, cleanup).await;
+    finish(&*obj, ctx, result).await
+}
+
+/// Finalizer patches refused as conflicts (the object changed since the copy patched) that are retried at
+/// once on a fresh read; one more is a failure of the pass, shown in status and retried by `error_policy`.
+const FINALIZER_CONFLICTS: usize = 2;
+
+/// `apply` or `cleanup` with `ours` handled as `plan::finalizer::step` says. A missing finalizer is added and
+/// the same pass applies the patched object: the patch's own watch event is no news to the controller (see
+/// `shared::generation_fingerprint`), so a new object costs one pass. A finalizer a person strips by hand is
+/// therefore not seen at once either: it comes back at the object's next pass (its resync at the latest, a
+/// spec edit or a failure's retry sooner). Until then a deletion would skip the cleanup, as it does for an
+/// object deleted while the operator is down before ever seeing it; watching for it would cost the second
+/// pass of every new object again.
+async fn finalized<K: Reconciled + Serialize>(
+    api: &Api<K>,
+    ours: &str,
+    mut obj: std::sync::Arc<K>,
+    ctx: &Context,
+    apply: Step<K>,
+    cleanup: Step<K>,
+) -> Result<Action, Error> {
+    use crate::plan::finalizer::{Refusal, Step, refusal, step};
+    // The cleanup's answer once it succeeded: a conflict removing ours does not run it again.
+    let mut cleaned: Option<Action> = None;
+    let mut conflicts = 0;
+    loop {
+        let meta = obj.meta();
+        let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+        let patch = match step(finalizers, meta.deletion_timestamp.is_some(), ours) {
+            Step::Apply => return apply(&obj, ctx).await,
+            Step::Nothing => return Ok(cleaned.unwrap_or_else(Action::await_change)),
+            Step::AddThenApply(patch) => patch,
+            Step::CleanUpThenRemove(patch) => {
+                if cleaned.is_none() {
+                    cleaned = Some(cleanup(&obj, ctx).await?);
+                }
+                patch
+            }
+        };
+        match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await {
+            Ok(patched) => {
+                // The patched object is the API server's now: the next pass need not read it again.
+                ctx.written.record(&patched);
+                obj = std::sync::Arc::new(patched);
+            }
+            Err(e) => {
+                let code = match &e {
+                    kube::Error::Api(status) => Some(status.code),
+                    _ => None,
+                };
+                match refusal(code) {
+                    Refusal::Gone => return Ok(cleaned.unwrap_or_else(Action::await_change)),
+                    Refusal::Conflict if conflicts < FINALIZER_CONFLICTS => {
+                        conflicts += 1;
+                        tracing::debug!(kind = %K::kind(&()), name = %obj.name_any(), error = %e,
+                            "finalizer patch conflicted; reading the object again");
+                        let Some(now) = fresh(api, &obj).await? else {
+                            return Ok(cleaned.unwrap_or_else(Action::await_change));
+                        };
+                        ctx.written.record(&*now);
+                        obj = now;
+                    }
+                    Refusal::Conflict | Refusal::Failed => {
+                        return Err(Error::Kube("updating the finalizer".into(), e));
+                    }
+                }
+            }
         }
-    })
-    .await;
-    finish(&*obj, ctx, result.map_err(Error::from_finalizer)).await
+    }
 }
 
 /// Per object uid, the resourceVersion of this process's last status write (or of a later read): a cached
@@ -228,10 +290,9 @@ pub async fn current<K>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    // Without a finalizer yet (kube's helper adds it, then needs to see it) or being deleted: always read.
-    let meta = obj.meta();
-    let settled = meta.finalizers.as_ref().is_some_and(|f| !f.is_empty()) && meta.deletion_timestamp.is_none();
-    if settled && !ctx.written.behind(&**obj) {
+    // Being deleted: always read, so that the cleanup starts from the newest status (a rare pass). A copy
+    // without our finalizer yet needs no read: the patch adding it tests the list it saw (see `finalized`).
+    if obj.meta().deletion_timestamp.is_none() && !ctx.written.behind(&**obj) {
         return Ok(Some(obj.clone()));
     }
     let now = fresh(api, obj).await?;

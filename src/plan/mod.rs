@@ -2,6 +2,7 @@
 //! return the calls that close the gap. No I/O here.
 
 pub mod creation;
+pub mod finalizer;
 pub mod members;
 pub mod room;
 pub mod source;

@@ -15,7 +15,7 @@ use crate::controller::shared::{fingerprint_of, generation_fingerprint};
 use crate::crd::{MatrixSpace, SpaceRoomLink};
 use crate::ids::OwnedRoomId;
 
-/// What of a MatrixSpace starts a pass of its own: its spec, finalizers, deletion, the one-pass annotation.
+/// What of a MatrixSpace starts a pass of its own: its spec, deletion, the one-pass annotation.
 pub fn fingerprint(space: &MatrixSpace) -> u64 {
     fingerprint_of(&(generation_fingerprint(space), space.annotations().get(ALLOW_MASS_CHANGE)))
 }
