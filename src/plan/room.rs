@@ -34,7 +34,8 @@ pub struct DesiredRoom {
     pub managers: BTreeSet<OwnedUserId>,
     pub manager_level: i64,
     pub mode: MembershipMode,
-    /// Every account the operator manages (any MatrixUser): only these are ever kicked or demoted.
+    /// Accounts the operator manages (a MatrixUser stands for them): only these are ever kicked or demoted.
+    /// Only those the room's state or the list names matter (`ObservedRoom::named`), so only those need be here.
     pub managed: BTreeSet<OwnedUserId>,
     /// The operator's own account.
     pub operator: OwnedUserId,
@@ -64,6 +65,14 @@ pub struct ObservedRoom {
     /// person the operator removed has not chosen to leave.
     pub removed_by: BTreeMap<OwnedUserId, OwnedUserId>,
     pub marker: Option<Value>,
+}
+
+impl ObservedRoom {
+    /// Everyone the room's state names (members in any state, power-level entries): besides the listed
+    /// people, the only accounts whose being managed can change a plan (see `DesiredRoom::managed`).
+    pub fn named(&self) -> impl Iterator<Item = &OwnedUserId> {
+        self.membership.keys().chain(self.power_levels.levels.users.keys())
+    }
 }
 
 /// One call that brings the observed room closer to the desired one.

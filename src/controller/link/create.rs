@@ -77,7 +77,7 @@ pub(super) async fn room_of(
         record_room(link, ctx, status, &id, Some(&alias)).await?;
         return Ok(Some(id));
     }
-    let members = resolve_members(link, ctx).await?;
+    let members = resolve_members(link, ctx, []).await?;
     let population = creation::population(ctx.settings.one_event_joins, members.members.len());
     let request = create_request(link, ctx, session, members.clone(), population).await?;
     let id = match (admin.create_room(&request).await, population) {

@@ -72,7 +72,7 @@ async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &RoomId) -> Resul
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the room state"))?;
     let observed = room::observe(&state, &link.spec.space_group_id)?;
-    let managed = resolve_members(link, ctx).await?.managed;
+    let managed = resolve_members(link, ctx, observed.named().map(|u| u.as_str())).await?.managed;
     for (user, m) in &observed.membership {
         let present = matches!(m, room::Membership::Join | room::Membership::Invite);
         if present && managed.contains(user.as_str()) && *user != session.user_id && !observed.creators.contains(user) {

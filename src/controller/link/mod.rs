@@ -83,6 +83,9 @@ fn facts(user: &MatrixUser) -> UserFacts {
     }
 }
 
+/// How often a link holding its room's creation for accounts looks again without being woken.
+const HOLD_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The older of two links claiming the same space or room wins; the other one conflicts.
 fn conflicting_owner(link: &SpaceRoomLink, ctx: &Context) -> Option<Arc<SpaceRoomLink>> {
     let room_of = |l: &SpaceRoomLink| l.spec.room_id.clone().or_else(|| l.status.as_ref()?.room_id.clone());
@@ -101,7 +104,14 @@ fn conflicting_owner(link: &SpaceRoomLink, ctx: &Context) -> Option<Arc<SpaceRoo
 /// Maps listed usernames to accounts of the same namespace (see `plan::members`). A MatrixUser
 /// being deleted along with its ExoSource, and kept by it (see `cascade`), counts as gone already:
 /// neither added nor removed. Else one `kubectl delete exo` would empty every room.
-pub(super) async fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Result<Members, Error> {
+///
+/// `managed` is judged for the listed accounts and for `in_room` (the accounts the room's state names,
+/// see `ObservedRoom::named`): the plan consults it for no one else.
+pub(super) async fn resolve_members<'a>(
+    link: &SpaceRoomLink,
+    ctx: &Context,
+    in_room: impl IntoIterator<Item = &'a str>,
+) -> Result<Members, Error> {
     let Some(store) = &ctx.users else { return Ok(Members::default()) };
     let mut sources = crate::controller::cascade::Sources::default();
     let mut kept = std::collections::BTreeSet::new();
@@ -124,7 +134,8 @@ pub(super) async fn resolve_members(link: &SpaceRoomLink, ctx: &Context) -> Resu
         .filter_map(|name| store.get(&ObjectRef::new(&name).within(&ns)))
         .collect();
     let local: Vec<UserFacts> = listed.iter().filter(|u| !kept.contains(&u.uid())).map(|u| facts(u)).collect();
-    let mut managed = ctx.user_index.managed();
+    let mut managed = ctx.user_index.managed_among(local.iter().filter_map(|u| u.user_id.as_deref()));
+    managed.extend(ctx.user_index.managed_among(in_room));
     for user in &kept_users {
         if let Some(id) = user.status.as_ref().and_then(|s| s.user_id.as_ref()) {
             managed.remove(id);
@@ -140,8 +151,10 @@ async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
     let mut status = status::begin(link);
     sync(link, ctx, &session, &mut status).await?;
     if create::holding(&status) {
-        // Woken as each account gets its id (see `ReadinessCache`), but one that fails wakes nobody: look again soon.
-        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+        // Woken as each account gets its id (see `ReadinessCache`), but one that fails wakes nobody, and the hold
+        // lapses when accounts stop appearing: look again now and then. Every 5 s, 1,000 holding links made
+        // 200 passes a second for the half hour B10k's accounts took.
+        return Ok(Action::requeue(HOLD_RECHECK));
     }
     Ok(ctx.resync())
 }
@@ -157,14 +170,16 @@ async fn sync(
     if stop_on_conflict(link, ctx, status).await? {
         return Ok(());
     }
-    let members = resolve_members(link, ctx).await?;
+    let members = resolve_members(link, ctx, []).await?;
     status.pending_member_count = Some(members.pending.len() as i64);
     status.pending_members = members.pending.iter().take(PENDING_LISTED).cloned().collect();
     let Some(room_id) = find_room(link, ctx, session, status).await? else { return Ok(()) };
     let avatar = resolve_avatar(link, ctx, session, status).await?;
-    let desired = desired_room(link, session, members, avatar);
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the room state"))?;
     let observed = room::observe(&state, &link.spec.space_group_id)?;
+    let members =
+        Members { managed: resolve_members(link, ctx, observed.named().map(|u| u.as_str())).await?.managed, ..members };
+    let desired = desired_room(link, session, members, avatar);
     let actions = plan_room(&desired, &observed);
     status.plan = Some(summary(&actions));
     if link.spec.suspend {

@@ -99,7 +99,7 @@ pub(super) async fn close(
         .await
         .map_err(hidden(room_id, "closing the room to strangers"))?;
     let joined = admin.room_members(room_id).await.map_err(hidden(room_id, "listing the room's first members"))?;
-    let members = super::user_ids(&resolve_members(link, ctx).await?.members);
+    let members = super::user_ids(&resolve_members(link, ctx, []).await?.members);
     for intruder in creation::intruders(&joined, &members, &session.user_id) {
         let reason = "joined while the room was being set up, without being a member of the space";
         admin.kick(room_id, &intruder, reason).await.map_err(hidden(room_id, format!("removing {intruder}")))?;
