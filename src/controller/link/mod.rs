@@ -41,8 +41,8 @@ pub async fn reconcile(link: Arc<SpaceRoomLink>, ctx: Arc<Context>) -> Result<Ac
     status::reconcile_finalized("link", FINALIZER, link, &ctx, apply, cleanup).await
 }
 
-/// What of a link starts a pass of its own controller: its spec, finalizers and deletion (see
-/// `shared::generation_fingerprint`) and the one-pass annotation; not its status, which the pass writes.
+/// What of a link starts a pass of its own controller: its spec and deletion (see
+/// `shared::generation_fingerprint`) and the one-pass annotation; not its status or finalizer, which passes write.
 pub fn fingerprint(link: &SpaceRoomLink) -> u64 {
     let allow = link.annotations().get(ALLOW_MASS_CHANGE);
     super::shared::fingerprint_of(&(super::shared::generation_fingerprint(link), allow))
