@@ -121,6 +121,42 @@ impl RoomAction {
     pub fn is_membership(&self) -> bool {
         matches!(self, RoomAction::JoinUser { .. } | RoomAction::InviteUser { .. } | RoomAction::KickUser { .. })
     }
+
+    fn member(&self) -> Option<&OwnedUserId> {
+        match self {
+            RoomAction::JoinUser { user_id }
+            | RoomAction::InviteUser { user_id }
+            | RoomAction::KickUser { user_id, .. } => Some(user_id),
+            _ => None,
+        }
+    }
+}
+
+/// People named in one membership Event; the rest are counted.
+const NAMED_PER_EVENT: usize = 20;
+
+/// One Event per kind of membership change a pass made (reason, note), not one per person: at B10k an Event per
+/// join was a third of the API server's writes.
+pub fn membership_events(done: &[RoomAction]) -> Vec<(&'static str, String)> {
+    let mut by_kind: BTreeMap<&'static str, (&'static str, Vec<&OwnedUserId>)> = BTreeMap::new();
+    for action in done {
+        let Some(user) = action.member() else { continue };
+        let verb = match action {
+            RoomAction::JoinUser { .. } => "joined",
+            RoomAction::InviteUser { .. } => "invited",
+            _ => "removed",
+        };
+        by_kind.entry(action.kind()).or_insert((verb, Vec::new())).1.push(user);
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, (verb, users))| {
+            let named: Vec<&str> = users.iter().take(NAMED_PER_EVENT).map(|u| u.as_str()).collect();
+            let more = users.len().saturating_sub(NAMED_PER_EVENT);
+            let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+            (kind, format!("{verb} {}{tail}", named.join(", ")))
+        })
+        .collect()
 }
 
 /// A room state the plan cannot work from.

@@ -389,31 +389,35 @@ async fn execute(
         publish(ctx, link, EventType::Normal, action.kind(), &action.describe()).await;
     }
     let membership: Vec<RoomAction> = actions.iter().filter(|a| a.is_membership()).cloned().collect();
-    let results: Vec<Result<(), Error>> = futures::stream::iter(membership)
-        .map(|action| membership_change(link, ctx, session, room_id, action))
+    let results: Vec<(RoomAction, Result<(), Error>)> = futures::stream::iter(membership)
+        .map(|action| async move {
+            let result = membership_change(session, room_id, &action).await;
+            (action, result)
+        })
         .buffer_unordered(ctx.settings.join_concurrency.max(1))
         .collect()
         .await;
-    results.into_iter().collect()
+    let (done, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, r)| r.is_ok());
+    let done: Vec<RoomAction> = done.into_iter().map(|(a, _)| a).collect();
+    for (reason, note) in room::membership_events(&done) {
+        publish(ctx, link, EventType::Normal, reason, &note).await;
+    }
+    // The first failure ends the pass, as before; the changes made are reported above.
+    match failed.into_iter().next() {
+        Some((_, Err(e))) => Err(e),
+        _ => Ok(()),
+    }
 }
 
-async fn membership_change(
-    link: &SpaceRoomLink,
-    ctx: &Context,
-    session: &Session,
-    room_id: &RoomId,
-    action: RoomAction,
-) -> Result<(), Error> {
+async fn membership_change(session: &Session, room_id: &RoomId, action: &RoomAction) -> Result<(), Error> {
     let admin = &session.admin;
-    let result = match &action {
+    let result = match action {
         RoomAction::JoinUser { user_id } => admin.admin_join(room_id, user_id).await,
         RoomAction::InviteUser { user_id } => admin.invite(room_id, user_id).await,
         RoomAction::KickUser { user_id, reason } => admin.kick(room_id, user_id, reason).await,
         _ => Ok(()),
     };
-    result.map_err(Error::synapse(action.describe()))?;
-    publish(ctx, link, EventType::Normal, action.kind(), &action.describe()).await;
-    Ok(())
+    result.map_err(Error::synapse(action.describe()))
 }
 
 async fn clear_allow_annotation(link: &SpaceRoomLink, ctx: &Context) -> Result<(), Error> {

@@ -315,3 +315,19 @@ fn unreadable_power_levels_stop_the_plan() {
     }];
     assert!(matches!(observe(&state, "x"), Err(StateError::PowerLevels(_))));
 }
+
+#[test]
+fn a_pass_reports_its_membership_changes_in_one_event_per_kind() {
+    let join = |u: &str| RoomAction::JoinUser { user_id: id(u) };
+    let mut done: Vec<RoomAction> = (0..23).map(|i| join(&format!("u{i:02}"))).collect();
+    done.push(RoomAction::KickUser { user_id: id("gone"), reason: "left".into() });
+    done.push(RoomAction::SetRoomName { name: "x".into() });
+    let events = membership_events(&done);
+    assert_eq!(events.len(), 2, "joins and kicks; state changes have Events of their own");
+    let (reason, note) = &events[0];
+    assert_eq!(*reason, "JoinUser");
+    assert!(note.starts_with("joined @u00:exo.test, @u01:exo.test"), "{note}");
+    assert!(note.ends_with("@u19:exo.test and 3 more"), "{note}");
+    assert_eq!(events[1], ("KickUser", "removed @gone:exo.test".to_owned()));
+    assert!(membership_events(&[]).is_empty());
+}
