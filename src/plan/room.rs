@@ -136,7 +136,7 @@ impl RoomAction {
 const NAMED_PER_EVENT: usize = 20;
 
 /// One Event per kind of membership change a pass made (reason, note), not one per person: at B10k an Event per
-/// join was a third of the API server's writes.
+/// join was a fifth of the API server's writes.
 pub fn membership_events(done: &[RoomAction]) -> Vec<(&'static str, String)> {
     let mut by_kind: BTreeMap<&'static str, (&'static str, Vec<&OwnedUserId>)> = BTreeMap::new();
     for action in done {
