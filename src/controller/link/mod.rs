@@ -119,15 +119,22 @@ pub(super) async fn resolve_members<'a>(
     ctx: &Context,
     in_room: impl IntoIterator<Item = &'a str>,
 ) -> Result<Members, Error> {
-    let Some(store) = &ctx.users else { return Ok(Members::default()) };
+    let (mut members, kept) = resolve_listed(link, ctx).await?;
+    manage_named(&mut members, &kept, ctx, in_room);
+    Ok(members)
+}
+
+/// `resolve_members` for the listed people only, and the ids of the kept accounts: a pass judges the
+/// accounts its room names (`manage_named`) once it has read the room, without reading the ExoSources again.
+async fn resolve_listed(link: &SpaceRoomLink, ctx: &Context) -> Result<(Members, BTreeSet<String>), Error> {
+    let Some(store) = &ctx.users else { return Ok(Default::default()) };
     let mut sources = crate::controller::cascade::Sources::default();
-    let mut kept = std::collections::BTreeSet::new();
-    let mut kept_users = Vec::new();
+    let (mut kept, mut kept_ids) = (BTreeSet::new(), BTreeSet::new());
     for (ns, name) in ctx.user_index.deleting() {
         let Some(user) = store.get(&ObjectRef::new(&name).within(&ns)) else { continue };
         if user.metadata.deletion_timestamp.is_some() && sources.retained(&*user, ctx).await?.is_some() {
             kept.insert(user.uid());
-            kept_users.push(user);
+            kept_ids.extend(user.status.as_ref().and_then(|s| s.user_id.clone()));
         }
     }
     // Listed people through the index: scanning every MatrixUser per link made a resync O(users × links).
@@ -141,14 +148,20 @@ pub(super) async fn resolve_members<'a>(
         .filter_map(|name| store.get(&ObjectRef::new(&name).within(&ns)))
         .collect();
     let local: Vec<UserFacts> = listed.iter().filter(|u| !kept.contains(&u.uid())).map(|u| facts(u)).collect();
-    let mut managed = ctx.user_index.managed_among(local.iter().filter_map(|u| u.user_id.as_deref()));
-    managed.extend(ctx.user_index.managed_among(in_room));
-    for user in &kept_users {
-        if let Some(id) = user.status.as_ref().and_then(|s| s.user_id.as_ref()) {
-            managed.remove(id);
-        }
-    }
-    Ok(members::resolve(&link.spec.members, &link.spec.managers, &local, managed))
+    let mut members = members::resolve(&link.spec.members, &link.spec.managers, &local, BTreeSet::new());
+    manage_named(&mut members, &kept_ids, ctx, local.iter().filter_map(|u| u.user_id.as_deref()));
+    Ok((members, kept_ids))
+}
+
+/// Adds to `members.managed` those of `ids` that a MatrixUser stands for, the kept accounts excepted.
+fn manage_named<'a>(
+    members: &mut Members,
+    kept: &BTreeSet<String>,
+    ctx: &Context,
+    ids: impl IntoIterator<Item = &'a str>,
+) {
+    let managed = ctx.user_index.managed_among(ids);
+    members.managed.extend(managed.into_iter().filter(|id| !kept.contains(id)));
 }
 
 async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
@@ -177,15 +190,14 @@ async fn sync(
     if stop_on_conflict(link, ctx, status).await? {
         return Ok(());
     }
-    let members = resolve_members(link, ctx, []).await?;
+    let (mut members, kept) = resolve_listed(link, ctx).await?;
     status.pending_member_count = Some(members.pending.len() as i64);
     status.pending_members = members.pending.iter().take(PENDING_LISTED).cloned().collect();
     let Some(room_id) = find_room(link, ctx, session, status).await? else { return Ok(()) };
     let avatar = resolve_avatar(link, ctx, session, status).await?;
     let state = session.admin.full_state(&room_id).await.map_err(Error::synapse("reading the room state"))?;
     let observed = room::observe(&state, &link.spec.space_group_id)?;
-    let members =
-        Members { managed: resolve_members(link, ctx, observed.named().map(|u| u.as_str())).await?.managed, ..members };
+    manage_named(&mut members, &kept, ctx, observed.named().map(|u| u.as_str()));
     let desired = desired_room(link, session, members, avatar);
     let actions = plan_room(&desired, &observed);
     status.plan = Some(summary(&actions));
