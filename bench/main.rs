@@ -174,6 +174,8 @@ async fn run_operator(
         eprintln!("bench: operator: {} objects applied in {:.1}s", s.objects(), applied.elapsed().as_secs_f64());
         let pid = p.synapse_pid()?;
         let cpu0 = cpu_seconds(pid);
+        let (control_plane, writes0) = (p.control_plane_pid()?, kube_writes_by_kind(&kube).await?);
+        let control_plane_cpu0 = cpu_seconds(control_plane);
         let started = Instant::now();
         let op = operator::Operator::start(&p, "1h", "operator-converge.log", &flags)?;
         let memory = operator::sample_memory(op.pid(), "converge", Duration::from_secs(5));
@@ -182,6 +184,17 @@ async fn run_operator(
             false => operator::wait_converged(&kube, s, args.timeout).await,
         };
         let usage = operator::usage(started, pid, cpu0, &op, 0.0);
+        // What converging cost the API server (with its etcd): a platform team pays for it too.
+        let control_plane_cpu = cpu_seconds(control_plane) - control_plane_cpu0;
+        let writes = diff(&kube_writes_by_kind(&kube).await?, &writes0);
+        println!(
+            "{who}: the API server (with etcd) used {control_plane_cpu:.1}s CPU while converging and served {} writes: {writes:?}",
+            writes.values().sum::<u64>()
+        );
+        extra.insert(
+            format!("{who}_api_server"),
+            json!({"cpu": control_plane_cpu, "writes": writes.values().sum::<u64>(), "writes_by_kind": writes}),
+        );
         extra.insert(format!("{who}_memory_mib"), json!(memory.finish()));
         let m = op.scrape().await?;
         let rooms = rooms?;
@@ -332,15 +345,29 @@ fn diff(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeM
 
 /// Writes the API server served to MatrixUsers, SpaceRoomLinks and Events (its own request counter).
 async fn kube_writes(kube: &kube::Client) -> anyhow::Result<u64> {
+    Ok(kube_writes_by_kind(kube).await?.values().sum())
+}
+
+/// Those writes by resource, subresource and verb (e.g. "matrixusers/status PATCH").
+async fn kube_writes_by_kind(kube: &kube::Client) -> anyhow::Result<BTreeMap<String, u64>> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = kube.request_text(req).await?;
-    let m = operator::parse_metrics(&text);
-    let total = operator::sum(&m, "apiserver_request_total", |l| {
-        let write = ["POST", "PUT", "PATCH", "APPLY", "DELETE"].iter().any(|v| l.contains(&format!("verb=\"{v}\"")));
-        let ours = ["matrixusers", "spaceroomlinks", "events"].iter().any(|r| l.contains(&format!("resource=\"{r}\"")));
-        write && ours
-    });
-    Ok(total as u64)
+    let label = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        line[start..].split('"').next().map(str::to_owned)
+    };
+    let mut writes = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let (Some(verb), Some(resource)) = (label(line, "verb"), label(line, "resource")) else { continue };
+        let write = ["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb.as_str());
+        if !write || !["matrixusers", "spaceroomlinks", "events"].contains(&resource.as_str()) {
+            continue;
+        }
+        let sub = label(line, "subresource").filter(|s| !s.is_empty()).map(|s| format!("/{s}")).unwrap_or_default();
+        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
+        *writes.entry(format!("{resource}{sub} {verb}")).or_insert(0) += count;
+    }
+    Ok(writes)
 }
 
 fn print_row(r: &Row) {

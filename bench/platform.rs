@@ -48,6 +48,12 @@ impl Platform {
         Ok(self.var("SYNAPSE_PID")?.parse()?)
     }
 
+    /// The control plane (kube-apiserver with its etcd, one process), when this platform has one.
+    pub fn control_plane_pid(&self) -> anyhow::Result<u32> {
+        let path = self.dir.join("control-plane.pid");
+        Ok(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?.trim().parse()?)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -181,8 +181,8 @@ pub async fn run(
     ]);
 
     let controller_config = ControllerConfig::default().concurrency(cfg.settings.concurrency);
-    let user_controller =
-        Controller::for_shared_stream(user_changes, users.clone()).with_config(controller_config.clone());
+    let user_controller = Controller::for_shared_stream(user_changes, users.clone())
+        .with_config(controller_config.clone().concurrency(cfg.settings.user_concurrency));
     // A password Secret created or rotated later reaches its MatrixUsers at once.
     let users_for_secrets = users.clone();
     let user_controller = user_controller.watches_shared_stream(secrets_for_users, move |secret| {
@@ -243,6 +243,7 @@ pub async fn run(
     let readiness = controller::link::ReadinessCache::default();
     let accounts_made = Arc::new(controller::link::AccountsMade::default());
     let made = accounts_made.clone();
+    let (links_for_wake, users_for_wake, index_for_wake) = (links.clone(), users.clone(), user_index.clone());
     let link_controller = link_controller.watches_shared_stream(users_for_links, move |user| {
         if !readiness.changed(&user) {
             return Vec::new();
@@ -250,7 +251,14 @@ pub async fn run(
         if user.status.as_ref().is_some_and(|s| s.user_id.is_some()) {
             made.mark();
         }
-        let links = link_index.listing(&user.namespace().unwrap_or_default(), &user.spec.username);
+        let mut links = link_index.listing(&user.namespace().unwrap_or_default(), &user.spec.username);
+        let listed = links.len();
+        links.retain(|r| {
+            links_for_wake.get(r).is_none_or(|l| controller::link::worth_waking(&l, &users_for_wake, &index_for_wake))
+        });
+        if links.len() < listed {
+            return links;
+        }
         // No link to wake (yet: the link cache may still be filling): keep the change pending.
         if links.is_empty() {
             readiness.forget(&user);

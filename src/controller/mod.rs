@@ -47,6 +47,8 @@ pub struct Settings {
     pub resync: Duration,
     pub user_creation: UserCreation,
     pub concurrency: u16,
+    /// MatrixUser passes at once (`concurrency` is for the other kinds).
+    pub user_concurrency: u16,
     /// Room aliases are `#<alias_prefix><spaceGroupId>:<server>`.
     pub alias_prefix: String,
     pub blast_radius: crate::plan::room::BlastRadius,

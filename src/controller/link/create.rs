@@ -4,13 +4,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value, json};
 
 use super::{desired_room, resolve_members, window, write_status};
 use crate::controller::adopt::{Claim, adopt_by_alias};
 use crate::controller::status::publish;
+use crate::controller::user_index::UserIndex;
 use crate::controller::{Context, Error};
-use crate::crd::{SpaceRoomLink, SpaceRoomLinkStatus};
+use crate::crd::{MatrixUser, SpaceRoomLink, SpaceRoomLinkStatus};
 use crate::ids::{self, IdError, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId};
 use crate::plan::AvatarWish;
 use crate::plan::creation::{self, Population};
@@ -113,22 +115,34 @@ pub(super) fn accounts_in_progress(link: &SpaceRoomLink, ctx: &Context) -> Optio
     if !unborn || !link.spec.create || link.spec.suspend {
         return None;
     }
-    let listed: BTreeSet<&String> = link.spec.members.iter().chain(&link.spec.managers).collect();
-    let (ns, store) = (link.namespace().unwrap_or_default(), ctx.users.as_ref()?);
-    // The listed people through the index: a scan of every MatrixUser per pass cost 11 s of CPU in the first
-    // minute of B10k (1,000 young links polling every 5 s against 10,000 MatrixUsers).
-    let in_progress = listed
-        .iter()
-        .flat_map(|username| ctx.user_index.named(&ns, username))
-        .filter_map(|name| store.get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns)))
-        .filter(|u| u.spec.enabled && u.metadata.deletion_timestamp.is_none())
-        .filter(|u| u.status.as_ref().is_none_or(|s| s.observed_generation.is_none() && s.user_id.is_none()))
-        .count();
+    let in_progress = listed_in_progress(link, ctx.users.as_ref()?, &ctx.user_index);
     let age = link
         .creation_timestamp()
         .map(|t| jiff::Timestamp::now().duration_since(t.0).unsigned_abs())
         .unwrap_or_default();
     creation::hold_creation(in_progress, age, ctx.accounts_made.since()).then_some(in_progress)
+}
+
+/// How many of the link's listed people have an account being made right now: enabled MatrixUsers never
+/// reconciled. Through the index: a scan of every MatrixUser per pass cost 11 s of CPU in the first minute of
+/// B10k (1,000 young links polling every 5 s against 10,000 MatrixUsers).
+pub fn listed_in_progress(link: &SpaceRoomLink, users: &Store<MatrixUser>, index: &UserIndex) -> usize {
+    let listed: BTreeSet<&String> = link.spec.members.iter().chain(&link.spec.managers).collect();
+    let ns = link.namespace().unwrap_or_default();
+    listed
+        .iter()
+        .flat_map(|username| index.named(&ns, username))
+        .filter_map(|name| users.get(&ObjectRef::new(&name).within(&ns)))
+        .filter(|u| u.spec.enabled && u.metadata.deletion_timestamp.is_none())
+        .filter(|u| u.status.as_ref().is_none_or(|s| s.observed_generation.is_none() && s.user_id.is_none()))
+        .count()
+}
+
+/// Whether an account change is worth a pass of `link`: a link holding its room's creation for accounts looks
+/// again only once none of its listed people's accounts is still being made (its 30 s recheck covers an account
+/// that fails). Waking it as each of its accounts appeared cost ~10 passes and status writes per link at B10k.
+pub fn worth_waking(link: &SpaceRoomLink, users: &Store<MatrixUser>, index: &UserIndex) -> bool {
+    !link.status.as_ref().is_some_and(holding) || listed_in_progress(link, users, index) == 0
 }
 
 /// When an account last got its id: whether accounts are still appearing (see `creation::hold_creation`).
@@ -215,4 +229,70 @@ async fn record_room(
     status.room_id = Some(room_id.to_string());
     status.room_alias = alias.map(ToString::to_string);
     write_status(link, ctx, status).await
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
+
+    use super::*;
+    use crate::controller::conditions;
+    use crate::crd::{MatrixUserSpec, MatrixUserStatus, SpaceRoomLinkSpec};
+
+    fn person(name: &str, id: Option<&str>) -> MatrixUser {
+        let spec: MatrixUserSpec = serde_json::from_value(json!({"username": name})).expect("spec");
+        let mut u = MatrixUser::new(name, spec);
+        u.metadata.namespace = Some("ns".into());
+        u.metadata.uid = Some(name.into());
+        u.status = id.map(|i| MatrixUserStatus { user_id: Some(i.into()), ..Default::default() });
+        u
+    }
+
+    fn link(holding_status: bool) -> SpaceRoomLink {
+        let spec: SpaceRoomLinkSpec =
+            serde_json::from_value(json!({"spaceGroupId": "team", "create": true, "members": ["ann", "bob"]}))
+                .expect("spec");
+        let mut l = SpaceRoomLink::new("team", spec);
+        l.metadata.namespace = Some("ns".into());
+        let mut status = SpaceRoomLinkStatus::default();
+        if holding_status {
+            conditions::set(&mut status.conditions, "RoomReady", false, HOLDING, "waiting", Some(1));
+        }
+        l.status = Some(status);
+        l
+    }
+
+    /// The MatrixUser cache and index as the watch leaves them after `users`.
+    fn seen(users: &[MatrixUser]) -> (Store<MatrixUser>, UserIndex) {
+        let (mut writer, index) = (Writer::default(), UserIndex::default());
+        for u in users {
+            let event = watcher::Event::Apply(u.clone());
+            writer.apply_watcher_event(&event);
+            index.observe(&event);
+        }
+        (writer.as_reader(), index)
+    }
+
+    #[test]
+    fn a_holding_link_is_woken_only_when_its_last_account_is_made() {
+        let (ann_made, bob_made) = (person("ann", Some("@ann:x")), person("bob", Some("@bob:x")));
+        let (users, index) = seen(&[ann_made.clone(), person("bob", None)]);
+        assert_eq!(listed_in_progress(&link(true), &users, &index), 1);
+        assert!(!worth_waking(&link(true), &users, &index), "bob's account is still being made");
+        assert!(worth_waking(&link(false), &users, &index), "a link not holding follows every account");
+        let (users, index) = seen(&[ann_made, bob_made]);
+        assert!(worth_waking(&link(true), &users, &index), "the last account is made: create the room");
+    }
+
+    #[test]
+    fn a_disabled_or_already_reconciled_person_is_not_waited_for() {
+        let mut off = person("bob", None);
+        off.spec.enabled = false;
+        let mut failed = person("ann", None);
+        failed.status = Some(MatrixUserStatus { observed_generation: Some(1), ..Default::default() });
+        let (users, index) = seen(&[off, failed]);
+        assert_eq!(listed_in_progress(&link(true), &users, &index), 0);
+        assert!(worth_waking(&link(true), &users, &index));
+    }
 }
