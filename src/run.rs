@@ -429,22 +429,25 @@ async fn log_result<T, E: std::error::Error>(controller: &'static str, result: R
 /// still connecting then show why there is no session at once, not after their backoff. The same failure again
 /// (the session retries it) wakes nobody.
 fn session_settled(rx: tokio::sync::watch::Receiver<SessionState>) -> impl futures::Stream<Item = ()> + Send {
-    futures::stream::unfold((rx, None::<String>), |(mut rx, mut last_failure)| async move {
+    // The first session after starting wakes nobody: every pass waits for it (`Context::session`), and a wake
+    // would start a second pass of each object already running.
+    futures::stream::unfold((rx, None::<String>, false), |(mut rx, mut last_failure, mut settled)| async move {
         loop {
             rx.changed().await.ok()?;
             let wake = match &*rx.borrow_and_update() {
                 SessionState::Ready(_) => {
                     last_failure = None;
-                    true
+                    std::mem::replace(&mut settled, true)
                 }
                 SessionState::Failed(why, _) if last_failure.as_deref() != Some(why.as_str()) => {
                     last_failure = Some(why.clone());
+                    settled = true;
                     true
                 }
                 SessionState::Failed(..) | SessionState::Starting => false,
             };
             if wake {
-                return Some(((), (rx, last_failure)));
+                return Some(((), (rx, last_failure, settled)));
             }
         }
     })
@@ -479,6 +482,38 @@ mod tests {
             expected.push((total, woken.load(std::sync::atomic::Ordering::SeqCst)));
         }
         assert!(expected.iter().all(|(want, got)| want == got), "wakes (expected, got): {expected:?}");
+        drop(tx);
+        task.await.expect("the stream ends with the session");
+    }
+
+    #[tokio::test]
+    async fn the_first_session_wakes_nobody_and_one_after_a_failure_wakes_everyone() {
+        let (tx, rx) = tokio::sync::watch::channel(SessionState::Starting);
+        let woken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = woken.clone();
+        let task = tokio::spawn(session_settled(rx).for_each(move |()| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {}
+        }));
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
+        let session = || {
+            SessionState::Ready(std::sync::Arc::new(crate::session::Session {
+                admin: crate::synapse::Synapse::new("http://127.0.0.1:1").expect("url"),
+                user_id: crate::ids::user_id("@op:x").expect("id"),
+                server_name: crate::ids::server_name("x").expect("name"),
+                shared_secret: None,
+                mode: crate::synapse::AuthMode::Classic,
+                mas: None,
+                renew_at: None,
+            }))
+        };
+        let mut seen = Vec::new();
+        for state in [session(), SessionState::Failed("Synapse down".into(), ErrorClass::Transient), session()] {
+            tx.send_replace(state);
+            settle().await;
+            seen.push(woken.load(std::sync::atomic::Ordering::SeqCst));
+        }
+        assert_eq!(seen, [0, 1, 2], "wakes after each state");
         drop(tx);
         task.await.expect("the stream ends with the session");
     }

@@ -106,9 +106,21 @@ pub struct Context {
     pub space_parents: space::ParentChecks,
 }
 
+/// How long a pass waits for the operator's first session before it reports "connecting to Synapse".
+const SESSION_WAIT: Duration = Duration::from_secs(30);
+
 impl Context {
+    /// The session, once the first attempt at one has settled (at most `SESSION_WAIT`). A pass that failed
+    /// while the operator was still connecting showed every restart as a blip: Ready=False and a Warning.
+    pub async fn session(&self) -> Result<Arc<Session>, Error> {
+        let mut state = self.session.clone();
+        let settled = state.wait_for(|s| !matches!(s, SessionState::Starting));
+        let _ = tokio::time::timeout(SESSION_WAIT, settled).await;
+        self.session_now()
+    }
+
     #[allow(clippy::result_large_err)] // the controller's one error type; not on a hot path
-    pub fn session(&self) -> Result<Arc<Session>, Error> {
+    fn session_now(&self) -> Result<Arc<Session>, Error> {
         match &*self.session.borrow() {
             SessionState::Ready(s) => Ok(s.clone()),
             SessionState::Starting => {

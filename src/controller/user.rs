@@ -42,7 +42,7 @@ pub fn localpart_owner(user: &MatrixUser, index: &UserIndex, all: &Store<MatrixU
 }
 
 async fn apply(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
-    let session = ctx.session()?;
+    let session = ctx.session().await?;
     // Localpart collisions are judged from the cache: never from a half-filled one.
     ctx.caches_ready().await?;
     let mut status = status::begin(user);
@@ -293,7 +293,7 @@ async fn cleanup(user: &MatrixUser, ctx: &Context) -> Result<Action, Error> {
         publish(ctx, user, EventType::Normal, "AccountRetained", &format!("kept {user_id}: {why}")).await;
         return Ok(Action::await_change());
     }
-    let session = ctx.session()?;
+    let session = ctx.session().await?;
     // Deleting a MatrixUser takes the person out of its links' rooms whatever happens to the account: once
     // the object is gone the account is no longer managed, and a link pass could come too late.
     super::link::leave::leave_rooms(ctx, &session, user, user_id).await?;

@@ -33,7 +33,7 @@ pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Actio
         LinkDeletionPolicy::Retain => {}
         LinkDeletionPolicy::Archive => archive(link, ctx, room_id).await?,
         LinkDeletionPolicy::Delete => {
-            let session = ctx.session()?;
+            let session = ctx.session().await?;
             let delete_id = session.admin.delete_room(room_id).await.map_err(Error::synapse("deleting the room"))?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             loop {
@@ -68,7 +68,7 @@ pub(super) async fn cleanup(link: &SpaceRoomLink, ctx: &Context) -> Result<Actio
 
 /// Kicks managed members, makes the room read-only and marks its topic as archived.
 async fn archive(link: &SpaceRoomLink, ctx: &Context, room_id: &RoomId) -> Result<(), Error> {
-    let session = ctx.session()?;
+    let session = ctx.session().await?;
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the room state"))?;
     let observed = room::observe(&state, &link.spec.space_group_id)?;

@@ -165,7 +165,7 @@ fn manage_named<'a>(
 }
 
 async fn apply(link: &SpaceRoomLink, ctx: &Context) -> Result<Action, Error> {
-    let session = ctx.session()?;
+    let session = ctx.session().await?;
     // Members and conflicts are judged from the caches: never from half-filled ones.
     ctx.caches_ready().await?;
     let mut status = status::begin(link);

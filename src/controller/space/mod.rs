@@ -121,7 +121,7 @@ fn desired(space: &MatrixSpace, ctx: &Context, session: &Session) -> Result<(Des
 }
 
 async fn apply(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
-    let session = ctx.session()?;
+    let session = ctx.session().await?;
     // Members are judged from the caches: never from half-filled ones.
     ctx.caches_ready().await?;
     let generation = space.metadata.generation;
@@ -251,7 +251,7 @@ async fn cleanup(space: &MatrixSpace, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let room_id = &ids::room_id(room_id)?;
-    let session = ctx.session()?;
+    let session = ctx.session().await?;
     let admin = &session.admin;
     let state = admin.full_state(room_id).await.map_err(Error::synapse("reading the space's state"))?;
     for room in space::observe(&state, "")?.children.keys() {
