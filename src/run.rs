@@ -459,8 +459,8 @@ mod tests {
     use crate::retry::ErrorClass;
     use futures::StreamExt;
 
-    #[tokio::test]
-    async fn the_controllers_are_woken_by_a_usable_session_and_by_each_new_failure_only() {
+    /// The wakes counted so far after each of `states` is sent, in turn, to a session starting out.
+    async fn wakes_after(states: Vec<SessionState>) -> Vec<usize> {
         let (tx, rx) = tokio::sync::watch::channel(SessionState::Starting);
         let woken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = woken.clone();
@@ -468,34 +468,34 @@ mod tests {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async {}
         }));
-        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
-        let fail = |why: &str| SessionState::Failed(why.to_owned(), ErrorClass::NeedsPerson);
-        let mut expected = Vec::new();
-        for (state, total) in [
-            (fail("masUrl missing"), 1),
-            (fail("masUrl missing"), 1), // the session retried the same failure
-            (SessionState::Starting, 1),
-            (fail("masClientSecret refused"), 2),
-        ] {
+        let mut seen = Vec::new();
+        for state in states {
             tx.send_replace(state);
-            settle().await;
-            expected.push((total, woken.load(std::sync::atomic::Ordering::SeqCst)));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            seen.push(woken.load(std::sync::atomic::Ordering::SeqCst));
         }
-        assert!(expected.iter().all(|(want, got)| want == got), "wakes (expected, got): {expected:?}");
         drop(tx);
         task.await.expect("the stream ends with the session");
+        seen
+    }
+
+    fn fail(why: &str, class: ErrorClass) -> SessionState {
+        SessionState::Failed(why.to_owned(), class)
+    }
+
+    #[tokio::test]
+    async fn the_controllers_are_woken_by_a_usable_session_and_by_each_new_failure_only() {
+        let states = vec![
+            fail("masUrl missing", ErrorClass::NeedsPerson),
+            fail("masUrl missing", ErrorClass::NeedsPerson), // the session retried the same failure
+            SessionState::Starting,
+            fail("masClientSecret refused", ErrorClass::NeedsPerson),
+        ];
+        assert_eq!(wakes_after(states).await, [1, 1, 1, 2]);
     }
 
     #[tokio::test]
     async fn the_first_session_wakes_nobody_and_one_after_a_failure_wakes_everyone() {
-        let (tx, rx) = tokio::sync::watch::channel(SessionState::Starting);
-        let woken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = woken.clone();
-        let task = tokio::spawn(session_settled(rx).for_each(move |()| {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async {}
-        }));
-        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
         let session = || {
             SessionState::Ready(std::sync::Arc::new(crate::session::Session {
                 admin: crate::synapse::Synapse::new("http://127.0.0.1:1").expect("url"),
@@ -507,14 +507,7 @@ mod tests {
                 renew_at: None,
             }))
         };
-        let mut seen = Vec::new();
-        for state in [session(), SessionState::Failed("Synapse down".into(), ErrorClass::Transient), session()] {
-            tx.send_replace(state);
-            settle().await;
-            seen.push(woken.load(std::sync::atomic::Ordering::SeqCst));
-        }
-        assert_eq!(seen, [0, 1, 2], "wakes after each state");
-        drop(tx);
-        task.await.expect("the stream ends with the session");
+        let states = vec![session(), fail("Synapse down", ErrorClass::Transient), session()];
+        assert_eq!(wakes_after(states).await, [0, 1, 2], "wakes after each state");
     }
 }
