@@ -352,20 +352,21 @@ async fn kube_writes(kube: &kube::Client) -> anyhow::Result<u64> {
 async fn kube_writes_by_kind(kube: &kube::Client) -> anyhow::Result<BTreeMap<String, u64>> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = kube.request_text(req).await?;
-    let label = |line: &str, name: &str| {
-        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-        line[start..].split('"').next().map(str::to_owned)
-    };
     let mut writes = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let (Some(verb), Some(resource)) = (label(line, "verb"), label(line, "resource")) else { continue };
-        let write = ["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb.as_str());
-        if !write || !["matrixusers", "spaceroomlinks", "events"].contains(&resource.as_str()) {
+    for ((name, labels), count) in operator::parse_metrics(&text) {
+        let (Some(verb), Some(resource)) = (operator::label(&labels, "verb"), operator::label(&labels, "resource"))
+        else {
+            continue;
+        };
+        let write = ["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb);
+        if name != "apiserver_request_total"
+            || !write
+            || !["matrixusers", "spaceroomlinks", "events"].contains(&resource)
+        {
             continue;
         }
-        let sub = label(line, "subresource").filter(|s| !s.is_empty()).map(|s| format!("/{s}")).unwrap_or_default();
-        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
-        *writes.entry(format!("{resource}{sub} {verb}")).or_insert(0) += count;
+        let sub = operator::label(&labels, "subresource").filter(|s| !s.is_empty()).map(|s| format!("/{s}"));
+        *writes.entry(format!("{resource}{} {verb}", sub.unwrap_or_default())).or_insert(0) += count as u64;
     }
     Ok(writes)
 }

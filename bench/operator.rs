@@ -174,6 +174,11 @@ pub fn sum(m: &Metrics, name: &str, filter: impl Fn(&str) -> bool) -> f64 {
     m.iter().filter(|((n, l), _)| n == name && filter(l)).map(|(_, v)| v).sum()
 }
 
+/// The value of label `name` in a series' labels as `parse_metrics` keeps them (`a="x",b="y"`).
+pub fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|kv| kv.strip_prefix(&format!("{name}=\""))).map(|v| v.trim_end_matches('"'))
+}
+
 /// Synapse calls in the operator's metrics, by "METHOD endpoint".
 pub fn synapse_calls(m: &Metrics) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -181,10 +186,7 @@ pub fn synapse_calls(m: &Metrics) -> BTreeMap<String, u64> {
         if name != "exomatrix_synapse_calls_total" {
             continue;
         }
-        let label = |k: &str| {
-            labels.split(',').find_map(|kv| kv.strip_prefix(&format!("{k}=\""))).map(|v| v.trim_end_matches('"'))
-        };
-        let key = format!("{} {}", label("method").unwrap_or("?"), label("endpoint").unwrap_or("?"));
+        let key = format!("{} {}", label(labels, "method").unwrap_or("?"), label(labels, "endpoint").unwrap_or("?"));
         *out.entry(key).or_insert(0) += *v as u64;
     }
     out
